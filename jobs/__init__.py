@@ -1,0 +1,1 @@
+"""Command-line jobs: `python -m jobs.<name> --help`. Each is a thin main() over lakerec."""

@@ -1,0 +1,134 @@
+"""Run Spark SQL against the lake's catalog and print the result.
+
+    python -m jobs.sql "SELECT count(*) FROM aliccp.samples"
+    python -m jobs.sql -f lakerec/sql/examples.sql --format csv
+
+A file may hold several statements separated by `;`; each result is printed under its
+statement's leading comment (the `-- name` line), if it has one. `${database}` in the SQL
+is replaced with the configured database, and `${name}` with `--param name=value`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+
+from lakerec import cli
+from lakerec.config import Config
+from lakerec.errors import LakeRecError
+from lakerec.spark import get_spark
+
+FORMATS = ("table", "csv", "json")
+
+
+@dataclass(frozen=True)
+class Statement:
+    title: str | None
+    sql: str
+
+
+def split_statements(text: str) -> list[Statement]:
+    """Split a SQL script on `;` at line ends; keep each statement's first `--` comment as title."""
+    statements = []
+    for chunk in re.split(r";[ \t]*(?:\r?\n|$)", text):
+        lines = chunk.strip().splitlines()
+        title = next((ln.strip()[2:].strip() for ln in lines if ln.strip().startswith("--")), None)
+        body = "\n".join(ln for ln in lines if not ln.strip().startswith("--")).strip()
+        if body:
+            statements.append(Statement(title, body))
+    return statements
+
+
+def render(sql: str, cfg: Config, params: dict[str, str] | None = None) -> str:
+    """Substitute `${database}` and `${param}` placeholders; an unknown one is an error."""
+    values = {"database": cfg.database, **(params or {})}
+
+    def sub(m: re.Match) -> str:
+        key = m.group(1)
+        if key not in values:
+            raise LakeRecError(f"SQL uses ${{{key}}} but no value was given (pass --param {key}=VALUE)")
+        return str(values[key])
+
+    return re.sub(r"\$\{(\w+)\}", sub, sql)
+
+
+def run_statements(spark: SparkSession, text: str, cfg: Config, params: dict[str, str] | None = None):
+    """Run every statement of a script; yield (statement, DataFrame) pairs in order."""
+    for st in split_statements(text):
+        yield st, spark.sql(render(st.sql, cfg, params))
+
+
+def format_rows(df: DataFrame, fmt: str, limit: int) -> str:
+    rows = df.limit(limit).collect()
+    cols = df.columns
+    if fmt == "json":
+        return "\n".join(json.dumps(r.asDict(recursive=True), default=str) for r in rows)
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        w.writerows([[_cell(v) for v in r] for r in rows])
+        return buf.getvalue().rstrip("\n")
+    cells = [[_cell(v) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line, "| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)) + " |", line]
+    out += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |" for row in cells]
+    out.append(line)
+    return "\n".join(out)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser("sql", "Run Spark SQL against the lake's catalog and print the result.")
+    p.add_argument("query", nargs="?", help="a SQL statement (or use -f FILE)")
+    p.add_argument("-f", "--file", help="a .sql file of one or more statements separated by ';'")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--limit", type=int, default=1000, help="rows printed per statement")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="value for ${NAME}")
+    args = p.parse_args(argv)
+
+    def body():
+        if bool(args.query) == bool(args.file):
+            raise LakeRecError("give either a query or -f FILE (not both, not neither)")
+        if args.file:
+            path = Path(args.file)
+            if not path.is_file():
+                raise LakeRecError(f"SQL file {path} not found")
+            text = path.read_text()
+        else:
+            text = args.query
+        params = {}
+        for kv in args.param:
+            if "=" not in kv:
+                raise LakeRecError(f"--param {kv!r}: expected NAME=VALUE")
+            k, v = kv.split("=", 1)
+            params[k] = v
+        cfg = cli.config_from_args(args)
+        spark = get_spark(cfg)
+        for st, df in run_statements(spark, text, cfg, params):
+            if args.file and st.title:
+                print(f"-- {st.title}")
+            print(format_rows(df, args.format, args.limit))
+            sys.stdout.flush()
+
+    cli.run_main("sql", body)
+
+
+if __name__ == "__main__":
+    main()

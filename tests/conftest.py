@@ -1,0 +1,51 @@
+"""Shared fixtures: one real local Spark session with Delta and a Derby catalog per test run.
+
+Tables live under a temporary lake; each test gets its own database in it, so tests do not
+see each other's tables while sharing one JVM (a session start costs seconds).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from lakerec.config import load_config, override  # noqa: E402
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def lake(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("lake")
+
+
+@pytest.fixture(scope="session")
+def base_cfg(lake):
+    cfg = load_config(REPO / "conf" / "local.yml", lake=str(lake), database="lakerec_test")
+    return override(cfg, spark__master="local[2]", spark__shuffle_partitions=2, spark__driver_memory="3g")
+
+
+@pytest.fixture(scope="session")
+def spark(base_cfg):
+    from lakerec.spark import get_spark
+
+    session = get_spark(base_cfg)
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def cfg(base_cfg, spark):
+    """A config whose database is this test's own (created in the shared session)."""
+    c = override(base_cfg, database=f"t{next(_db_counter)}_{os.getpid()}")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {c.database}")
+    return c
