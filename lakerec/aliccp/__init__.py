@@ -1,0 +1,1 @@
+"""Ali-CCP raw format knowledge: fields, generator, parser."""

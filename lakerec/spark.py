@@ -1,0 +1,133 @@
+"""The one SparkSession factory: Delta Lake configured, a catalog, local defaults.
+
+Every job, notebook and test gets its session from `get_spark`. Locally the catalog is a
+Hive metastore in Derby kept inside the lake folder, so tables registered by one process
+(`aliccp.samples`) are found by name from the next. On Databricks or Synapse
+(`spark.master: null` in the target's config) the platform's own session and catalog are used.
+
+Delta's jars come from Maven Central once and are cached (see `lakerec.jars`), so a session
+start does not resolve them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from lakerec.config import Config
+from lakerec.errors import SetupError
+from lakerec import jars
+
+log = logging.getLogger("lakerec.spark")
+
+
+def _check_java() -> None:
+    java = Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else None
+    exe = str(java) if java and java.exists() else shutil.which("java")
+    if not exe:
+        raise SetupError(
+            "Java was not found: Spark needs Java 17. Install it (Debian/Ubuntu: "
+            "`apt-get install openjdk-17-jre-headless`) or set JAVA_HOME, then retry."
+        )
+    out = subprocess.run([exe, "-version"], capture_output=True, text=True).stderr
+    if '"17.' not in out and '"11.' not in out:
+        first = out.splitlines()[0] if out else "unknown"
+        raise SetupError(f"Spark 3.5 needs Java 17 (or 11); found {first}. Set JAVA_HOME to a Java 17.")
+
+
+def metastore_dir(lake: Path) -> Path:
+    return lake / "metastore_db"
+
+
+def warehouse_dir(lake: Path) -> Path:
+    return lake / "warehouse"
+
+
+def get_spark(cfg: Config):
+    """Return the SparkSession for this configuration, creating it if needed.
+
+    Args:
+        cfg: the loaded configuration; `cfg.spark` sets master and resources, `cfg.lake`
+            the lake root holding the metastore and the managed tables.
+
+    Returns:
+        A SparkSession with Delta Lake enabled and the configured database created.
+
+    Raises:
+        SetupError: Java or the Delta jars are missing, or a session bound to another lake
+            is already running in this process.
+    """
+    from pyspark.sql import SparkSession
+
+    sc = cfg.spark
+    if sc.master is None:  # managed platform: its session, catalog and Delta are already set up
+        spark = SparkSession.builder.getOrCreate()
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
+        return spark
+
+    lake = cfg.lake_path
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        bound = active.conf.get("spark.lakerec.lake", None)
+        if bound and bound != str(lake):
+            raise SetupError(
+                f"this process already has a Spark session on lake {bound}; a process works on one "
+                f"lake (the metastore is per lake). Stop it (spark.stop()) before opening {lake}."
+            )
+        active.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
+        return active
+
+    _check_java()
+    lake.mkdir(parents=True, exist_ok=True)
+    jar_paths = jars.delta_jars()
+    builder = (
+        SparkSession.builder.master(sc.master)
+        .appName(sc.app_name)
+        .config("spark.jars", ",".join(str(p) for p in jar_paths))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.shuffle.partitions", str(sc.shuffle_partitions))
+        .config("spark.default.parallelism", str(max(2, os.cpu_count() or 2)))
+        .config("spark.driver.memory", sc.driver_memory)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.warehouse.dir", str(warehouse_dir(lake)))
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={lake} -Dlog4j2.level=warn")
+        .config("spark.lakerec.lake", str(lake))
+    )
+    if sc.local_metastore:
+        builder = (
+            builder.config("spark.sql.catalogImplementation", "hive")
+            .config(
+                "spark.hadoop.javax.jdo.option.ConnectionURL",
+                f"jdbc:derby:;databaseName={metastore_dir(lake)};create=true",
+            )
+            .config("spark.hadoop.datanucleus.schema.autoCreateAll", "true")
+            .config("spark.hadoop.hive.metastore.schema.verification", "false")
+        )
+    for key, value in sc.extra.items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as e:  # the JVM failed to start: say why in one line
+        raise SetupError(f"Spark could not start: {str(e).splitlines()[0]}") from None
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
+    except Exception as e:
+        msg = str(e)
+        if "Another instance of Derby" in msg or "XSDB6" in msg or "metastore" in msg.lower():
+            spark.stop()
+            raise SetupError(
+                f"the lake's catalog ({metastore_dir(lake)}) is in use by another Spark process; "
+                "local Derby allows one at a time. Wait for that job to finish, or use another --lake."
+            ) from None
+        raise
+    log.info("spark %s on %s, lake %s", spark.version, sc.master, lake)
+    return spark

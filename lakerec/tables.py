@@ -1,0 +1,55 @@
+"""Reading and writing the lake's Delta tables by name.
+
+Writes are Delta overwrites (optionally of a set of splits only, with `replaceWhere`), so a
+re-run replaces rather than duplicates, and a run that fails half way leaves the previous
+version readable: Delta commits a new version only when the write succeeds.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+
+from lakerec.errors import MissingTableError
+
+
+def table_exists(spark: SparkSession, name: str) -> bool:
+    return spark.catalog.tableExists(name)
+
+
+def read_table(spark: SparkSession, name: str, job: str) -> DataFrame:
+    """Read a registered table, or say which job writes it.
+
+    Args:
+        name: fully qualified name (`aliccp.samples`).
+        job: the job that writes it, named in the error (`ingest`).
+    """
+    if not table_exists(spark, name):
+        raise MissingTableError(name, job)
+    return spark.table(name)
+
+
+def write_table(
+    df: DataFrame,
+    name: str,
+    partition_by: tuple[str, ...] = (),
+    replace_where: str | None = None,
+) -> None:
+    """Overwrite a Delta table registered as `name` (or only the rows `replace_where` selects).
+
+    The first write creates the table with its partitioning; later ones replace it, keeping
+    the table's history (time travel) and its name in the catalog.
+    """
+    spark = df.sparkSession
+    writer = df.write.format("delta").mode("overwrite")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if replace_where and table_exists(spark, name):
+        writer.option("replaceWhere", replace_where).saveAsTable(name)
+    else:
+        writer.option("overwriteSchema", "true").saveAsTable(name)
+
+
+def table_version(spark: SparkSession, name: str) -> int:
+    """The current Delta version of a table (recorded with every model trained on it)."""
+    row = spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").select("version").first()
+    return int(row[0])
