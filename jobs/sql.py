@@ -11,56 +11,17 @@ is replaced with the configured database, and `${name}` with `--param name=value
 from __future__ import annotations
 
 import json
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 
 from lakerec import cli
-from lakerec.config import Config
 from lakerec.errors import LakeRecError
 from lakerec.spark import get_spark
+from lakerec.sqlfiles import Statement, render, run_statements, split_statements  # noqa: F401 (re-exported)
 
 FORMATS = ("table", "csv", "json")
-
-
-@dataclass(frozen=True)
-class Statement:
-    title: str | None
-    sql: str
-
-
-def split_statements(text: str) -> list[Statement]:
-    """Split a SQL script on `;` at line ends; keep each statement's first `--` comment as title."""
-    statements = []
-    for chunk in re.split(r";[ \t]*(?:\r?\n|$)", text):
-        lines = chunk.strip().splitlines()
-        title = next((ln.strip()[2:].strip() for ln in lines if ln.strip().startswith("--")), None)
-        body = "\n".join(ln for ln in lines if not ln.strip().startswith("--")).strip()
-        if body:
-            statements.append(Statement(title, body))
-    return statements
-
-
-def render(sql: str, cfg: Config, params: dict[str, str] | None = None) -> str:
-    """Substitute `${database}` and `${param}` placeholders; an unknown one is an error."""
-    values = {"database": cfg.database, **(params or {})}
-
-    def sub(m: re.Match) -> str:
-        key = m.group(1)
-        if key not in values:
-            raise LakeRecError(f"SQL uses ${{{key}}} but no value was given (pass --param {key}=VALUE)")
-        return str(values[key])
-
-    return re.sub(r"\$\{(\w+)\}", sub, sql)
-
-
-def run_statements(spark: SparkSession, text: str, cfg: Config, params: dict[str, str] | None = None):
-    """Run every statement of a script; yield (statement, DataFrame) pairs in order."""
-    for st in split_statements(text):
-        yield st, spark.sql(render(st.sql, cfg, params))
 
 
 def format_rows(df: DataFrame, fmt: str, limit: int) -> str:

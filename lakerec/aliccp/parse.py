@@ -1,0 +1,195 @@
+"""Parse raw Ali-CCP lines into typed columns with Spark SQL built-ins (no Python UDFs).
+
+Every function here is a pure `DataFrame -> DataFrame` transform; `lakerec.ingest` chains
+them. A parsed frame keeps `raw_line` and a `reason` column: null for a valid line, else the
+first rule (lakerec.aliccp.reasons) the line breaks, checked in a fixed order so each bad
+line gets exactly one, specific reason.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakerec.aliccp import reasons as R
+from lakerec.aliccp.fields import (
+    COMMON, COMMON_COLUMNS, FEATURE_SEP, FIELD_SEP, SKELETON, SKELETON_COLUMNS, VALUE_SEP, Field, fields_of,
+)
+
+FEATURE_TYPE = "struct<field: string, feature_id: bigint, value: double>"
+_SHAPE = f"^[^{FIELD_SEP}{VALUE_SEP}]+{FIELD_SEP}[^{FIELD_SEP}{VALUE_SEP}]*{VALUE_SEP}[^{FIELD_SEP}{VALUE_SEP}]*$"
+_UINT = "^[0-9]+$"
+_INT = "^-?[0-9]+$"
+
+
+def with_line_numbers(spark: SparkSession, lines: DataFrame) -> tuple[DataFrame, dict[str, int]]:
+    """Number the lines of text files 1..n in file order.
+
+    `lines` is `spark.read.text(paths)`. Spark splits a file into blocks read in parallel;
+    each row knows its block's start offset (the `_metadata` column) and gets an id that
+    increases by one within a partition. A small pass counts the lines of every block, so
+    a line's number is the lines in earlier blocks of its file plus its place in its block.
+
+    Returns:
+        (frame with `path, line_number, raw_line`, lines per file path)
+    """
+    tagged = lines.select(
+        F.col("_metadata.file_path").alias("path"),
+        F.col("_metadata.file_block_start").alias("_block"),
+        F.monotonically_increasing_id().alias("_mid"),
+        F.col("value").alias("raw_line"),
+    )
+    blocks = tagged.groupBy("path", "_block").agg(F.min("_mid").alias("_first"), F.count("*").alias("_n")).collect()
+    bases, per_file = [], {}
+    for b in sorted(blocks, key=lambda r: (r.path, r._block)):
+        bases.append((b.path, b._block, b._first, per_file.get(b.path, 0)))
+        per_file[b.path] = per_file.get(b.path, 0) + b._n
+    if not bases:
+        return tagged.select("path", F.lit(None).cast("bigint").alias("line_number"), "raw_line").limit(0), {}
+    base = spark.createDataFrame(bases, "path string, _block bigint, _first bigint, _base bigint")
+    numbered = tagged.join(F.broadcast(base), ["path", "_block"]).select(
+        "path", (F.col("_base") + F.col("_mid") - F.col("_first") + 1).alias("line_number"), "raw_line"
+    )
+    return numbered, per_file
+
+
+def _features(feature_list: Column) -> Column:
+    """`FIELD\\x02ID\\x03VALUE` items joined by \\x01 → array of (raw, field, feature_id, value)."""
+    items = F.when(feature_list == "", F.array().cast("array<string>")).otherwise(F.split(feature_list, FEATURE_SEP, -1))
+    return F.transform(
+        items,
+        lambda f: F.struct(
+            f.alias("raw"),
+            F.split(f, FIELD_SEP, 2).getItem(0).alias("field"),
+            F.split(F.split(f, FIELD_SEP, 2).getItem(1), VALUE_SEP, 2).getItem(0).alias("id_text"),
+            F.split(F.split(f, FIELD_SEP, 2).getItem(1), VALUE_SEP, 2).getItem(1).cast("double").alias("value"),
+        ),
+    )
+
+
+def _feature_reason(feats: Column, feature_num: Column, single_codes: list[str]) -> Column:
+    """The first feature-level rule broken, or null."""
+    singles = F.filter(feats, lambda f: f.field.isin(single_codes))
+    return (
+        F.when(F.exists(feats, lambda f: ~f.raw.rlike(_SHAPE)), R.FEATURE_WITHOUT_SEPARATORS)
+        .when(
+            F.exists(feats, lambda f: ~f.id_text.rlike(_INT) | f.id_text.cast("bigint").isNull()),
+            R.NON_NUMERIC_FEATURE_ID,
+        )
+        .when(F.exists(feats, lambda f: f.value.isNull()), R.NON_NUMERIC_VALUE)
+        .when(F.size(feats) != feature_num.cast("int"), R.FEATURE_NUM_MISMATCH)
+        .when(
+            F.size(F.array_distinct(F.transform(singles, lambda f: f.field))) != F.size(singles),
+            R.REPEATED_SINGLE_VALUED_FIELD,
+        )
+    )
+
+
+def _typed_features(feats: Column) -> Column:
+    return F.transform(
+        feats, lambda f: F.struct(f.field.alias("field"), f.id_text.cast("bigint").alias("feature_id"), f.value.alias("value"))
+    )
+
+
+def parse_skeleton(lines: DataFrame) -> DataFrame:
+    """Skeleton lines → `sample_id, click, conversion, common_feature_index, features, reason`.
+
+    Keeps every input column (`path`, `line_number`, `raw_line`, ...). Typed columns are
+    null where the line is invalid; `features` is `array<FEATURE_TYPE>`.
+    """
+    cols = F.split("raw_line", ",", -1)
+    singles = [f.code for f in fields_of(SKELETON) if not f.multi]
+    df = lines.withColumn("_c", cols).withColumn("_f", _features(F.col("_c").getItem(5)))
+    c = F.col("_c")
+    reason = (
+        F.when(F.col("raw_line") == "", R.EMPTY_LINE)
+        .when(F.size(c) != SKELETON_COLUMNS, R.WRONG_COLUMN_COUNT)
+        .when(~c.getItem(0).rlike(_UINT) | c.getItem(0).cast("bigint").isNull(), R.BAD_SAMPLE_ID)
+        .when(~c.getItem(1).isin("0", "1") | ~c.getItem(2).isin("0", "1"), R.BAD_LABEL)
+        .when(~c.getItem(3).rlike("^[0-9a-fA-F]+$"), R.BAD_COMMON_FEATURE_INDEX)
+        .when(~c.getItem(4).rlike(_UINT) | c.getItem(4).cast("int").isNull(), R.BAD_FEATURE_NUM)
+        .otherwise(_feature_reason(F.col("_f"), c.getItem(4), singles))
+    )
+    valid = reason.isNull()
+    return (
+        df.withColumn("reason", reason)
+        .withColumn("sample_id", F.when(valid, c.getItem(0).cast("bigint")))
+        .withColumn("click", F.when(valid, c.getItem(1).cast("int")))
+        .withColumn("conversion", F.when(valid, c.getItem(2).cast("int")))
+        .withColumn("common_feature_index", F.when(valid, c.getItem(3)))
+        .withColumn("features", F.when(valid, _typed_features(F.col("_f"))))
+        .drop("_c", "_f")
+    )
+
+
+def parse_common(lines: DataFrame) -> DataFrame:
+    """Common-features lines → `common_feature_index, features, reason` (see parse_skeleton)."""
+    cols = F.split("raw_line", ",", -1)
+    singles = [f.code for f in fields_of(COMMON) if not f.multi]
+    df = lines.withColumn("_c", cols).withColumn("_f", _features(F.col("_c").getItem(2)))
+    c = F.col("_c")
+    reason = (
+        F.when(F.col("raw_line") == "", R.EMPTY_LINE)
+        .when(F.size(c) != COMMON_COLUMNS, R.WRONG_COLUMN_COUNT)
+        .when(~c.getItem(0).rlike("^[0-9a-fA-F]+$"), R.BAD_COMMON_FEATURE_INDEX)
+        .when(~c.getItem(1).rlike(_UINT) | c.getItem(1).cast("int").isNull(), R.BAD_FEATURE_NUM)
+        .otherwise(_feature_reason(F.col("_f"), c.getItem(1), singles))
+    )
+    valid = reason.isNull()
+    return (
+        df.withColumn("reason", reason)
+        .withColumn("common_feature_index", F.when(valid, c.getItem(0)))
+        .withColumn("features", F.when(valid, _typed_features(F.col("_f"))))
+        .drop("_c", "_f")
+    )
+
+
+def _named(field: Field) -> list[Column]:
+    """The named column(s) of one field, from the parsed `features` array."""
+    of_field = F.filter("features", lambda f: f.field == field.code)
+    if field.multi:
+        return [F.transform(of_field, lambda f: F.struct(f.feature_id.alias("id"), f.value.alias("weight"))).alias(field.name)]
+    first = F.get(of_field, 0)
+    out = [first.feature_id.alias(field.name)]
+    if field.weighted:
+        out.append(first.value.alias(f"{field.name}_weight"))
+    return out
+
+
+def named_columns(file: str) -> list[Column]:
+    """Every field of a file (SKELETON or COMMON) as its named column(s), in field-table order."""
+    return [c for field in fields_of(file) for c in _named(field)]
+
+
+def to_user_contexts(parsed_common: DataFrame) -> DataFrame:
+    """Valid common lines → one row each: key, user_id, user fields, weighted history arrays."""
+    return parsed_common.where(F.col("reason").isNull()).select(
+        "split", "common_feature_index", *named_columns(COMMON)
+    )
+
+
+def to_samples(parsed_skeleton: DataFrame, user_fields: DataFrame) -> DataFrame:
+    """Valid skeleton lines joined with their user's single-valued fields.
+
+    `user_fields` is `split, common_feature_index, user_id, user_profile, ...` (from
+    user_contexts); every valid skeleton line has exactly one match (the key was checked).
+    """
+    item = parsed_skeleton.where(F.col("reason").isNull()).select(
+        "split", "sample_id", "click", "conversion", "common_feature_index", *named_columns(SKELETON)
+    )
+    user_cols = [c for c in user_fields.columns if c not in ("split", "common_feature_index")]
+    joined = item.join(F.broadcast(user_fields), ["split", "common_feature_index"], "inner")
+    head = ["split", "sample_id", "click", "conversion", "common_feature_index"]
+    return joined.select(*head, *user_cols, *[c for c in item.columns if c not in head])
+
+
+def explode_features(parsed: DataFrame, key: str) -> DataFrame:
+    """Valid lines → one row per feature: `split, <key>, field, feature_id, value`."""
+    return parsed.where(F.col("reason").isNull()).select("split", key, F.inline("features"))
+
+
+def to_quarantine(parsed: DataFrame, file: str) -> DataFrame:
+    """Invalid lines → `split, file, line_number, raw_line, reason`."""
+    return parsed.where(F.col("reason").isNotNull()).select(
+        "split", F.lit(file).alias("file"), "line_number", "raw_line", "reason"
+    )

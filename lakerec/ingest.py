@@ -1,0 +1,241 @@
+"""Ingest raw Ali-CCP files into Delta tables, losslessly, accounting for every line.
+
+For each split: the common-features file first (user_contexts, common_features), then the
+skeleton (samples, skeleton_features), whose keys are checked against the common lines just
+written; rejected lines of both go to quarantine with a reason. Every table is overwritten
+for the ingested splits only (Delta replaceWhere), so a re-run replaces instead of
+duplicating and a failure leaves the previous versions readable. The run ends by checking
+lines read = rows written + rows quarantined for every file, and writes `ingest_report`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pyspark import StorageLevel
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakerec.aliccp import parse
+from lakerec.aliccp import reasons as R
+from lakerec.aliccp.fields import COMMON, SKELETON, fields_of
+from lakerec.config import Config
+from lakerec.errors import InputDataError
+from lakerec.sqlfiles import run_statements, sql_file
+from lakerec.tables import write_table
+
+log = logging.getLogger("lakerec.ingest")
+
+SPLITS = ("train", "test")
+FILE_NAMES = {SKELETON: "sample_skeleton_{split}.csv", COMMON: "common_features_{split}.csv"}
+USER_SINGLE_COLUMNS = [f.name for f in fields_of(COMMON) if not f.multi]
+
+REPORT_SCHEMA = (
+    "split string, file string, path string, lines_read bigint, rows_written bigint, rows_quarantined bigint, "
+    "features_written bigint, quarantined_by_reason map<string,bigint>, duration_s double, ingested_at timestamp"
+)
+
+
+@dataclass
+class FileReport:
+    split: str
+    file: str
+    path: str
+    lines_read: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    features_written: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def reconciles(self) -> bool:
+        return self.lines_read == self.rows_written + self.rows_quarantined
+
+
+class ReconcileError(RuntimeError):
+    """Lines read != rows written + rows quarantined: a bug, never expected."""
+
+
+def raw_path(raw: str, split: str, file: str) -> str:
+    return f"{raw.rstrip('/')}/{FILE_NAMES[file].format(split=split)}"
+
+
+def read_lines(spark: SparkSession, path: str) -> DataFrame:
+    """The lines of one raw file (\\n, \\r\\n and \\r all end a line)."""
+    try:
+        df = spark.read.text(path)
+        df.schema  # resolve now: a missing file fails here, with a clear message
+    except AnalysisException as e:
+        if "PATH_NOT_FOUND" in str(e) or "does not exist" in str(e):
+            raise InputDataError(
+                f"raw file {path} not found. --raw must hold the Ali-CCP files "
+                f"({', '.join(n.format(split='<split>') for n in FILE_NAMES.values())}); generate some with "
+                "`python -m jobs.generate --out DIR`, or pick the splits with --splits."
+            ) from None
+        raise
+    return df
+
+
+def check_common_keys(parsed_common: DataFrame) -> DataFrame:
+    """Mark the second and later valid lines that repeat a common_feature_index."""
+    firsts = (
+        parsed_common.where(F.col("reason").isNull())
+        .groupBy("common_feature_index")
+        .agg(F.min("line_number").alias("_first"))
+    )
+    return (
+        parsed_common.join(F.broadcast(firsts), "common_feature_index", "left")
+        .withColumn(
+            "reason",
+            F.when(F.col("reason").isNull() & (F.col("line_number") != F.col("_first")), R.DUPLICATE_COMMON_FEATURE_INDEX)
+            .otherwise(F.col("reason")),
+        )
+        .drop("_first")
+    )
+
+
+def check_skeleton_keys(parsed_skeleton: DataFrame, user_fields: DataFrame) -> DataFrame:
+    """Attach each impression's user fields; mark unknown keys and click=0/conversion=1 rows.
+
+    Args:
+        parsed_skeleton: parse.parse_skeleton output with a `split` column.
+        user_fields: `split, common_feature_index` and the user single-valued columns of
+            the valid common lines (one row per key).
+    """
+    known = user_fields.withColumn("_known", F.lit(True))
+    joined = parsed_skeleton.join(F.broadcast(known), ["split", "common_feature_index"], "left")
+    reason = (
+        F.when(F.col("reason").isNotNull(), F.col("reason"))
+        .when(F.col("_known").isNull(), F.lit(R.UNKNOWN_COMMON_FEATURE_INDEX))
+        .when((F.col("click") == 0) & (F.col("conversion") == 1), F.lit(R.CONVERSION_WITHOUT_CLICK))
+    )
+    return joined.withColumn("reason", reason).drop("_known")
+
+
+def to_samples(checked_skeleton: DataFrame) -> DataFrame:
+    """Valid impressions: keys and labels, the user's single fields, then the item side."""
+    head = ["split", "sample_id", "click", "conversion", "common_feature_index"]
+    return checked_skeleton.where(F.col("reason").isNull()).select(
+        *head, *USER_SINGLE_COLUMNS, *parse.named_columns(SKELETON)
+    )
+
+
+def _count_by_split(spark: SparkSession, table: str, split: str) -> int:
+    return spark.table(table).where(F.col("split") == split).count()
+
+
+def ingest_split(spark: SparkSession, cfg: Config, raw: str, split: str) -> list[FileReport]:
+    """Ingest one split's two files; return a report per file."""
+    where = f"split = '{split}'"
+    reports = {}
+
+    # Common features: the user side, one line per key.
+    t0 = time.monotonic()
+    path = raw_path(raw, split, COMMON)
+    numbered, per_file = parse.with_line_numbers(spark, read_lines(spark, path))
+    common = check_common_keys(parse.parse_common(numbered.withColumn("split", F.lit(split))))
+    common = common.persist(StorageLevel.MEMORY_AND_DISK)
+    write_table(parse.to_user_contexts(common), cfg.table("user_contexts"), ("split",), where)
+    write_table(
+        parse.explode_features(common, "common_feature_index"), cfg.table("common_features"), ("split", "field"), where
+    )
+    reports[COMMON] = FileReport(split, COMMON, path, lines_read=sum(per_file.values()), duration_s=time.monotonic() - t0)
+
+    # Skeleton: the impressions, checked against the common keys just written.
+    t0 = time.monotonic()
+    path = raw_path(raw, split, SKELETON)
+    numbered, per_file = parse.with_line_numbers(spark, read_lines(spark, path))
+    user_fields = (
+        spark.table(cfg.table("user_contexts"))
+        .where(F.col("split") == split)
+        .select("split", "common_feature_index", *USER_SINGLE_COLUMNS)
+    )
+    skeleton = check_skeleton_keys(parse.parse_skeleton(numbered.withColumn("split", F.lit(split))), user_fields)
+    skeleton = skeleton.persist(StorageLevel.MEMORY_AND_DISK)
+    write_table(to_samples(skeleton), cfg.table("samples"), ("split",), where)
+    write_table(parse.explode_features(skeleton, "sample_id"), cfg.table("skeleton_features"), ("split", "field"), where)
+    quarantine = parse.to_quarantine(common, COMMON).unionByName(parse.to_quarantine(skeleton, SKELETON))
+    write_table(quarantine, cfg.table("quarantine"), ("split",), where)
+    common.unpersist()
+    skeleton.unpersist()
+    reports[SKELETON] = FileReport(split, SKELETON, path, lines_read=sum(per_file.values()), duration_s=time.monotonic() - t0)
+
+    # Count what landed, from the tables themselves.
+    reports[COMMON].rows_written = _count_by_split(spark, cfg.table("user_contexts"), split)
+    reports[COMMON].features_written = _count_by_split(spark, cfg.table("common_features"), split)
+    reports[SKELETON].rows_written = _count_by_split(spark, cfg.table("samples"), split)
+    reports[SKELETON].features_written = _count_by_split(spark, cfg.table("skeleton_features"), split)
+    by_reason = (
+        spark.table(cfg.table("quarantine")).where(F.col("split") == split).groupBy("file", "reason").count().collect()
+    )
+    for row in by_reason:
+        rep = reports[row.file]
+        rep.quarantined_by_reason[row.reason] = row["count"]
+        rep.rows_quarantined += row["count"]
+    return [reports[COMMON], reports[SKELETON]]
+
+
+def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[str, ...] = SPLITS) -> list[FileReport]:
+    """Ingest the given splits of the raw files in `raw` (default: cfg.raw) into cfg.database.
+
+    Returns:
+        One FileReport per split and file; every one reconciles.
+
+    Raises:
+        InputDataError: no raw location, an unknown split, or a missing file.
+        ReconcileError: counts do not add up (a bug: nothing may be lost silently).
+    """
+    raw = raw or cfg.raw
+    if not raw:
+        raise InputDataError("no raw data location: pass --raw DIR (or set `raw:` in the config)")
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise InputDataError(f"unknown split(s) {unknown}: choose from {', '.join(SPLITS)}")
+    for split in splits:  # fail before writing anything if a file is missing
+        for file in (COMMON, SKELETON):
+            read_lines(spark, raw_path(raw, split, file))
+
+    reports: list[FileReport] = []
+    for split in splits:
+        log.info("ingesting split %s from %s", split, raw)
+        reports += ingest_split(spark, cfg, raw, split)
+    for _ in run_statements(spark, sql_file("ingest/samples_wide.sql"), cfg):
+        pass
+
+    bad = [r for r in reports if not r.reconciles]
+    if bad:
+        raise ReconcileError(
+            "; ".join(f"{r.split}/{r.file}: {r.lines_read} read != {r.rows_written} written + {r.rows_quarantined} quarantined" for r in bad)
+        )
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    report_df = spark.createDataFrame(
+        [
+            (r.split, r.file, r.path, r.lines_read, r.rows_written, r.rows_quarantined, r.features_written,
+             r.quarantined_by_reason, r.duration_s, now)
+            for r in reports
+        ],
+        REPORT_SCHEMA,
+    )
+    in_splits = ", ".join(f"'{s}'" for s in splits)
+    write_table(report_df, cfg.table("ingest_report"), (), f"split IN ({in_splits})")
+    return reports
+
+
+def summary(reports: list[FileReport]) -> str:
+    """A short table a person reads: per split and file, lines in, rows out, quarantined."""
+    lines = [f"{'split':<6} {'file':<9} {'lines read':>12} {'rows written':>13} {'quarantined':>12} {'features':>12} {'secs':>7}"]
+    for r in reports:
+        lines.append(
+            f"{r.split:<6} {r.file:<9} {r.lines_read:>12,} {r.rows_written:>13,} {r.rows_quarantined:>12,} "
+            f"{r.features_written:>12,} {r.duration_s:>7.1f}"
+        )
+        for reason, n in sorted(r.quarantined_by_reason.items()):
+            lines.append(f"{'':<17} quarantined as {reason}: {n:,}")
+    ok = all(r.reconciles for r in reports)
+    lines.append("lines read = rows written + rows quarantined: " + ("yes, for every file" if ok else "NO"))
+    return "\n".join(lines)
