@@ -1,0 +1,419 @@
+"""Azure Blob upload/download against a real Azurite: round trips, resumption, errors, secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from jobs import download, upload
+from lakerec import blob
+from lakerec.blob import BlobAuth, LocalFile, RemoteBlob, TransferOptions
+from lakerec.errors import LakeRecError
+from tests.azurite import ACCOUNT_KEY, azurite, container, free_port  # noqa: F401  (fixtures)
+
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+# Small blocks and chunks so a few-MiB file really goes up in blocks and comes down in
+# parallel chunks; no retries so error tests fail at once.
+SMALL = TransferOptions(workers=3, blob_concurrency=3, retries=0, block_size=MiB, single_put_size=MiB,
+                        chunk_size=MiB, single_get_size=MiB, progress=False)
+
+
+def md5(data: bytes) -> bytes:
+    return hashlib.md5(data).digest()
+
+
+def write(root: Path, rel: str, data: bytes) -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    """Five files in nested folders, one of 6.5 MiB (7 blocks of 1 MiB)."""
+    files = {
+        "sample_skeleton_train.csv": b"1,0,0,abc,3,205\x01301\x031.0\n" * 1000,
+        "common_features_train.csv": b"abc,2,101\x01201\x031.0\n" * 500,
+        "oracle/truth.json": b'{"planted": [1, 2, 3]}',
+        "oracle/deep/empty.txt": b"",
+        "big/blob.bin": os.urandom(6 * MiB + 512 * 1024),
+    }
+    for rel, data in files.items():
+        write(root, rel, data)
+    return files
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture()
+def auth(azurite) -> BlobAuth:  # noqa: F811
+    return BlobAuth(connection_string=azurite.connection_string)
+
+
+@pytest.fixture()
+def service(azurite) -> BlobServiceClient:  # noqa: F811
+    return BlobServiceClient.from_connection_string(azurite.connection_string)
+
+
+def blobs(service, container_name: str) -> dict[str, bytes]:
+    cc = service.get_container_client(container_name)
+    return {b.name: cc.download_blob(b.name).readall() for b in cc.list_blobs()}
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    env.update(extra)
+    return env
+
+
+# --------------------------------------------------------------------------------------
+# Pure planning
+# --------------------------------------------------------------------------------------
+
+
+def test_plan_upload_transfers_only_what_differs(tmp_path):
+    local = [LocalFile(r, tmp_path / r, s) for r, s in
+             [("a.csv", 10), ("same.csv", 20), ("longer.csv", 31), ("edited.csv", 40), ("nomd5.csv", 50)]]
+    remote = {
+        "p/same.csv": RemoteBlob("p/same.csv", 20, b"S" * 16),
+        "p/longer.csv": RemoteBlob("p/longer.csv", 30, b"L" * 16),
+        "p/edited.csv": RemoteBlob("p/edited.csv", 40, b"old-md5-16-bytes"),
+        "p/nomd5.csv": RemoteBlob("p/nomd5.csv", 50, None),
+        "p/only-remote.csv": RemoteBlob("p/only-remote.csv", 5, b"R" * 16),
+    }
+    need = blob.files_to_hash_for_upload(local, remote, "p")
+    assert sorted(f.rel for f in need) == ["edited.csv", "same.csv"]  # same size and an MD5 to compare
+
+    plan = blob.plan_upload(local, remote, "p", {"same.csv": b"S" * 16, "edited.csv": b"new-md5-16-bytes"})
+    assert {t.rel: t.reason for t in plan.transfers} == {
+        "a.csv": "new", "longer.csv": "size differs", "edited.csv": "content differs", "nomd5.csv": "no MD5 to compare",
+    }
+    assert [(t.rel, t.blob) for t in plan.skipped] == [("same.csv", "p/same.csv")]
+    assert plan.bytes_to_transfer == 10 + 31 + 40 + 50 and plan.bytes_skipped == 20
+
+
+def test_plan_download_transfers_only_what_differs(tmp_path):
+    remote = {n: RemoteBlob(n, s, m) for n, s, m in [
+        ("raw/new.csv", 10, b"N" * 16), ("raw/ok.csv", 20, b"K" * 16), ("raw/sub/trunc.csv", 30, b"T" * 16),
+        ("raw/bad.csv", 40, b"B" * 16), ("raw/nomd5.csv", 50, None)]}
+    local = {r: LocalFile(r, tmp_path / r, s) for r, s in
+             [("ok.csv", 20), ("sub/trunc.csv", 12), ("bad.csv", 40), ("nomd5.csv", 50)]}
+    assert sorted(f.rel for f in blob.files_to_hash_for_download(remote, local, "raw")) == ["bad.csv", "ok.csv"]
+
+    plan = blob.plan_download(remote, local, "raw", tmp_path, {"ok.csv": b"K" * 16, "bad.csv": b"x" * 16})
+    assert {t.rel: t.reason for t in plan.transfers} == {
+        "new.csv": "new", "sub/trunc.csv": "size differs", "bad.csv": "content differs", "nomd5.csv": "no MD5 to compare",
+    }
+    assert plan.transfers[-1].path == tmp_path / "sub" / "trunc.csv"
+    assert [t.rel for t in plan.skipped] == ["ok.csv"]
+
+
+def test_names_prefixes_and_paths(tmp_path):
+    assert blob.normalize_prefix("/raw/v1/") == "raw/v1"
+    assert blob.normalize_prefix(None) == ""
+    assert blob.blob_name("", "a/b.csv") == "a/b.csv" and blob.blob_name("raw", "a.csv") == "raw/a.csv"
+    assert blob.relative_name("raw/v1", "raw/v1/x/y.csv") == "x/y.csv"
+    with pytest.raises(LakeRecError, match="plain path"):
+        blob.normalize_prefix("raw/../etc")
+    assert blob.local_path(tmp_path, "x/y.csv") == tmp_path / "x" / "y.csv"
+    for evil in ("../outside.csv", "a/../../b", "/etc/passwd"):
+        with pytest.raises(LakeRecError, match="cannot be a local path"):
+            blob.local_path(tmp_path, evil)
+    assert blob.check_container_name("aliccp-raw") == "aliccp-raw"
+    for bad in ("Raw", "ab", "a--b", "-ab", "a_b"):
+        with pytest.raises(LakeRecError, match="not valid"):
+            blob.check_container_name(bad)
+
+
+def test_md5_file_streams_in_chunks(tmp_path):
+    data = os.urandom(9 * MiB + 3)
+    seen = []
+    assert blob.md5_file(write(tmp_path, "f", data), seen.append) == md5(data)
+    assert len(seen) == 3 and sum(seen) == len(data)  # 4 MiB + 4 MiB + rest: never whole in memory
+
+
+def test_resolve_auth_precedence_and_errors():
+    conn = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net"
+    url = "https://acct.blob.core.windows.net"
+    assert blob.resolve_auth(None, {blob.CONNECTION_STRING_ENV: conn}).connection_string == conn
+    assert blob.resolve_auth(url, {blob.CONNECTION_STRING_ENV: conn}) == BlobAuth(account_url=url)
+    assert blob.resolve_auth(None, {blob.ACCOUNT_URL_ENV: url}) == BlobAuth(account_url=url)
+    with pytest.raises(LakeRecError, match="no Azure Storage credentials configured"):
+        blob.resolve_auth(None, {})
+    with pytest.raises(LakeRecError, match="must start with https://"):
+        blob.resolve_auth("http://127.0.0.1:10000/devstoreaccount1", {})
+    a = blob.resolve_auth(None, {blob.CONNECTION_STRING_ENV: conn})
+    assert "c2VjcmV0" not in repr(a) and "c2VjcmV0" not in a.describe() and "acct" in a.describe()
+
+
+def test_redact_removes_keys_and_sas():
+    text = "AccountKey=abc+/==;x https://a.blob.core.windows.net/c?sv=2024&sig=SIGNATURE%3D&sp=r design=ok"
+    out = blob.redact(text, ["abc+/=="])
+    assert "abc+/==" not in out and "SIGNATURE" not in out and "design=ok" in out and "sv=2024" in out
+
+
+# --------------------------------------------------------------------------------------
+# Against Azurite
+# --------------------------------------------------------------------------------------
+
+
+def test_round_trip_is_byte_exact_and_rerun_skips_everything(tmp_path, auth, service, container):  # noqa: F811
+    files = make_tree(tmp_path / "raw")
+    # A neighbour whose name shares the prefix's first characters must not be downloaded.
+    service.create_container(container)
+    service.get_blob_client(container, "raw/v10/other.csv").upload_blob(b"not mine")
+
+    s = upload.run(tmp_path / "raw", container, "/raw/v1/", auth=auth, options=SMALL)
+    assert (s.transferred, s.skipped, s.bytes_transferred) == (5, 0, sum(map(len, files.values())))
+    assert s.reasons == {"new": 5}
+    stored = blobs(service, container)
+    assert stored == {**{f"raw/v1/{r}": d for r, d in files.items()}, "raw/v10/other.csv": b"not mine"}
+
+    big = service.get_blob_client(container, "raw/v1/big/blob.bin")
+    committed, _ = big.get_block_list("committed")
+    assert len(committed) == 7  # 6.5 MiB in 1 MiB blocks
+    # Azure keeps no MD5 of a block upload: the one set by the upload is the whole file's.
+    assert bytes(big.get_blob_properties().content_settings.content_md5) == md5(files["big/blob.bin"])
+
+    s = download.run(container, tmp_path / "out", "raw/v1", auth=auth, options=SMALL)
+    assert (s.transferred, s.skipped) == (5, 0)
+    assert read_tree(tmp_path / "out") == files
+
+    again = upload.run(tmp_path / "raw", container, "raw/v1", auth=auth, options=SMALL)
+    assert (again.transferred, again.skipped, again.bytes_transferred) == (0, 5, 0)
+    assert again.bytes_skipped == sum(map(len, files.values()))
+    again = download.run(container, tmp_path / "out", "raw/v1", auth=auth, options=SMALL)
+    assert (again.transferred, again.skipped) == (0, 5)
+    assert "0 files uploaded" in upload.run(tmp_path / "raw", container, "raw/v1", auth=auth,
+                                            options=SMALL).describe()
+
+
+def test_changed_local_files_are_uploaded_again(tmp_path, auth, service, container):  # noqa: F811
+    files = make_tree(tmp_path / "raw")
+    upload.run(tmp_path / "raw", container, "", auth=auth, options=SMALL)
+    edited = files["oracle/truth.json"].replace(b"1", b"9")  # same size, other bytes: only MD5 tells
+    grown = files["common_features_train.csv"] + b"extra\n"
+    write(tmp_path / "raw", "oracle/truth.json", edited)
+    write(tmp_path / "raw", "common_features_train.csv", grown)
+
+    s = upload.run(tmp_path / "raw", container, "", auth=auth, options=SMALL)
+    assert (s.transferred, s.skipped) == (2, 3)
+    assert s.reasons == {"content differs": 1, "size differs": 1}
+    stored = blobs(service, container)
+    assert stored["oracle/truth.json"] == edited and stored["common_features_train.csv"] == grown
+
+
+def test_incomplete_and_foreign_blobs_are_replaced(tmp_path, auth, service, container):  # noqa: F811
+    files = make_tree(tmp_path / "raw")
+    cc = service.create_container(container)
+    # What an interrupted or foreign copy leaves: half a file; a same-size blob of other bytes
+    # with its own MD5; a complete blob without any MD5 (cannot be verified, so re-sent);
+    # and uncommitted blocks of the big file.
+    cc.upload_blob("big/blob.bin", files["big/blob.bin"][: 3 * MiB], overwrite=True)
+    cc.get_blob_client("big/blob.bin").stage_block("b2x", b"garbage")
+    cc.upload_blob("oracle/truth.json", b"x" * len(files["oracle/truth.json"]))
+    from azure.storage.blob import BlobBlock
+
+    nomd5 = cc.get_blob_client("common_features_train.csv")
+    nomd5.stage_block("YQ==", files["common_features_train.csv"])
+    nomd5.commit_block_list([BlobBlock("YQ==")])
+    assert nomd5.get_blob_properties().content_settings.content_md5 is None
+    cc.upload_blob("sample_skeleton_train.csv", files["sample_skeleton_train.csv"])  # complete, with MD5
+
+    s = upload.run(tmp_path / "raw", container, "", auth=auth, options=SMALL)
+    assert s.reasons == {"new": 1, "size differs": 1, "content differs": 1, "no MD5 to compare": 1}
+    assert (s.transferred, s.skipped) == (4, 1)
+    assert blobs(service, container) == files
+
+
+def test_killed_upload_resumes_with_only_the_rest(tmp_path, azurite, service, container):  # noqa: F811
+    raw = tmp_path / "raw"
+    files = {f"part-{i:02d}.bin": os.urandom(2 * MiB + i) for i in range(24)}
+    for rel, data in files.items():
+        write(raw, rel, data)
+    cmd = [sys.executable, "-m", "jobs.upload", "--raw", str(raw), "--container", container, "--workers", "1",
+           "--block-size-mb", "1", "--no-progress"]
+    env = cli_env(AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, LAKEREC_LOG_LEVEL="DEBUG")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    done, seen = 0, []
+    for line in proc.stdout:  # each finished file logs "upload part-NN.bin (new)" at DEBUG
+        seen.append(line)
+        if b"[lakerec.blob] upload part-" in line:
+            done += 1
+            if done == 3:
+                proc.send_signal(signal.SIGKILL)  # mid-run: the fourth file is on its way, in blocks
+                break
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, b"".join(seen).decode(errors="replace")
+    assert ACCOUNT_KEY.encode() not in b"".join(seen)
+
+    present = blobs(service, container)
+    assert 3 <= len(present) < len(files)
+    assert all(files[name] == data for name, data in present.items())  # nothing half-committed
+
+    auth = BlobAuth(connection_string=azurite.connection_string)
+    s = upload.run(raw, container, "", auth=auth, options=SMALL)
+    assert (s.transferred, s.skipped) == (len(files) - len(present), len(present))
+    assert blobs(service, container) == files
+
+
+def test_download_resumes_after_damage_and_a_kill(tmp_path, azurite, auth, service, container):  # noqa: F811
+    files = make_tree(tmp_path / "raw")
+    upload.run(tmp_path / "raw", container, "data", auth=auth, options=SMALL)
+    out = tmp_path / "out"
+    download.run(container, out, "data", auth=auth, options=SMALL)
+
+    (out / "oracle" / "truth.json").unlink()
+    big = out / "big" / "blob.bin"
+    big.write_bytes(files["big/blob.bin"][: 2 * MiB])  # truncated, as by an interrupted copy
+    write(out, "sample_skeleton_train.csv", bytes(len(files["sample_skeleton_train.csv"])))  # same size, zeros
+    write(out, "big/blob.bin.partial", b"leftover of a killed run")
+    before = {p: p.stat().st_mtime_ns for p in [out / "common_features_train.csv", out / "oracle/deep/empty.txt"]}
+
+    s = download.run(container, out, "data", auth=auth, options=SMALL)
+    assert s.reasons == {"new": 1, "size differs": 1, "content differs": 1}
+    assert (s.transferred, s.skipped) == (3, 2)
+    assert read_tree(out) == files  # the leftover .partial was overwritten, then renamed
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # skipped files were not rewritten
+
+    # One file failing (its path is taken by a folder) does not stop the others; the error
+    # names it and says to run again, and the re-run fetches only that one.
+    fresh = tmp_path / "fresh"
+    (fresh / "oracle" / "truth.json").mkdir(parents=True)
+    with pytest.raises(LakeRecError) as exc:
+        download.run(container, fresh, "data", auth=auth, options=SMALL)
+    assert str(exc.value).startswith("1 of 5 files failed to download: cannot write ")
+    assert "truth.json" in str(exc.value) and "run the same command again" in str(exc.value)
+    assert {r: d for r, d in read_tree(fresh).items()} == {r: d for r, d in files.items() if r != "oracle/truth.json"}
+    (fresh / "oracle" / "truth.json").rmdir()
+    s = download.run(container, fresh, "data", auth=auth, options=SMALL)
+    assert (s.transferred, s.skipped) == (1, 4) and read_tree(fresh) == files
+
+    # A download killed part way leaves only complete files (and .partial ones) behind.
+    many = {f"f{i:02d}.bin": os.urandom(MiB + i) for i in range(24)}
+    for rel, data in many.items():
+        service.get_blob_client(container, f"many/{rel}").upload_blob(data)
+    cmd = [sys.executable, "-m", "jobs.download", "--container", container, "--prefix", "many", "--out",
+           str(tmp_path / "many"), "--workers", "1", "--no-progress"]
+    env = cli_env(AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, LAKEREC_LOG_LEVEL="DEBUG")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    done = 0
+    for line in proc.stdout:
+        if b"[lakerec.blob] download f" in line:
+            done += 1
+            if done == 3:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait(timeout=30)
+    got = {p.name: p.read_bytes() for p in (tmp_path / "many").glob("*.bin")}
+    assert 3 <= len(got) < len(many) and all(many[n] == d for n, d in got.items())
+    s = download.run(container, tmp_path / "many", "many", auth=auth, options=SMALL)
+    assert (s.transferred, s.skipped) == (len(many) - len(got), len(got))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "many").glob("*.bin")} == many
+
+
+# --------------------------------------------------------------------------------------
+# Errors a user can cause: one clear line, exit 2, no secret anywhere
+# --------------------------------------------------------------------------------------
+
+
+def run_cli(module, argv, environ, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        module.main(argv, environ=environ)
+    assert exc.value.code == 2
+    err = capsys.readouterr()
+    assert ACCOUNT_KEY not in err.out + err.err
+    lines = [ln for ln in err.err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, err.err
+    return lines[0]
+
+
+def test_user_errors_are_one_clear_line(tmp_path, azurite, capsys, container, caplog):  # noqa: F811
+    caplog.set_level(logging.DEBUG)
+    env = {blob.CONNECTION_STRING_ENV: azurite.connection_string}
+    (tmp_path / "empty").mkdir()
+    write(tmp_path / "raw", "a.csv", b"1,2,3\n")
+
+    msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container], {}, capsys)
+    assert "no Azure Storage credentials configured" in msg and blob.CONNECTION_STRING_ENV in msg
+    msg = run_cli(upload, ["--raw", str(tmp_path / "nope"), "--container", container], env, capsys)
+    assert "does not exist" in msg and "nope" in msg
+    msg = run_cli(upload, ["--raw", str(tmp_path / "empty"), "--container", container], env, capsys)
+    assert "holds no files" in msg
+    msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", "Bad_Name"], env, capsys)
+    assert "container name 'Bad_Name' is not valid" in msg
+    msg = run_cli(download, ["--container", "no-such-container", "--out", str(tmp_path / "o")], env, capsys)
+    assert msg.startswith("error: container not found at http://127.0.0.1:") and "no-such-container" in msg
+
+    upload.main(["--raw", str(tmp_path / "raw"), "--container", container, "--prefix", "here", "--no-progress"],
+                environ=env)
+    msg = run_cli(download, ["--container", container, "--prefix", "there", "--out", str(tmp_path / "o")], env, capsys)
+    assert "no blobs under prefix 'there'" in msg
+    assert not (tmp_path / "o").exists()
+
+    closed = free_port()
+    dead = {blob.CONNECTION_STRING_ENV: azurite.connection_string.replace(str(azurite.port), str(closed))}
+    msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container, "--retries", "0"], dead, capsys)
+    assert f"cannot reach Azure Blob Storage at http://127.0.0.1:{closed}/devstoreaccount1" in msg
+
+    wrong_key = {blob.CONNECTION_STRING_ENV: azurite.connection_string.replace(ACCOUNT_KEY, "d3Jvbmcta2V5" * 4)}
+    msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container, "--retries", "0"],
+                  wrong_key, capsys)
+    # Azure says AuthenticationFailed, Azurite AuthorizationFailure: both are a refusal (403).
+    assert re.search(r"listing blobs refused by .* \((AuthenticationFailed|AuthorizationFailure)\)", msg), msg
+    assert "d3Jvbmcta2V5" not in msg
+
+    msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container, "--account-url",
+                           f"http://127.0.0.1:{azurite.port}/devstoreaccount1"], {}, capsys)
+    assert "must start with https://" in msg
+
+    malformed = {blob.CONNECTION_STRING_ENV: f"AccountKey={ACCOUNT_KEY};nonsense"}
+    msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container], malformed, capsys)
+    assert "cannot use the storage credentials" in msg
+    assert ACCOUNT_KEY not in caplog.text and "d3Jvbmcta2V5" not in caplog.text
+
+
+def test_account_url_without_any_identity_says_how_to_sign_in(tmp_path, monkeypatch, capsys, container):  # noqa: F811
+    # Only the environment credential (service principal variables) is tried, and none is
+    # set: DefaultAzureCredential fails before any request, so nothing leaves this machine.
+    for k in list(os.environ):
+        if k.startswith("AZURE_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "EnvironmentCredential")
+    write(tmp_path / "raw", "a.csv", b"x")
+    msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container, "--retries", "0",
+                           "--account-url", f"https://127.0.0.1:{free_port()}/devstoreaccount1"], {}, capsys)
+    assert "no Azure credential could sign in" in msg and "az login" in msg
+
+
+def test_cli_upload_end_to_end(tmp_path, azurite, service, container):  # noqa: F811
+    files = make_tree(tmp_path / "raw")
+    cmd = [sys.executable, "-m", "jobs.upload", "--raw", str(tmp_path / "raw"), "--container", container,
+           "--prefix", "aliccp/raw", "--block-size-mb", "2"]
+    env = cli_env(AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, LAKEREC_LOG_LEVEL="DEBUG")
+    first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "upload: 5 files uploaded (6.5 MiB; 5 new), 0 skipped" in first.stderr
+    assert "upload:" in first.stderr and "100%" in first.stderr  # the progress bar reached the end
+    assert "created container" in first.stderr
+    assert blobs(service, container) == {f"aliccp/raw/{r}": d for r, d in files.items()}
+
+    second = subprocess.run(cmd + ["--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "upload: 0 files uploaded (0 B), 5 skipped as up to date (6.5 MiB)" in second.stderr
+    for out in (first, second):
+        assert ACCOUNT_KEY not in out.stdout + out.stderr
+        assert ACCOUNT_KEY[:16] not in out.stdout + out.stderr
