@@ -118,7 +118,8 @@ class TransferSummary:
         return (
             f"{self.direction}: {self.transferred} files {verb} ({human_bytes(self.bytes_transferred)}"
             f"{'; ' + why if why else ''}), {self.skipped} skipped as up to date "
-            f"({human_bytes(self.bytes_skipped)}), in {self.seconds:.1f}s ({human_bytes(rate)}/s)"
+            f"({human_bytes(self.bytes_skipped)}), in {self.seconds:.1f}s"
+            + (f" ({human_bytes(rate)}/s)" if self.bytes_transferred else "")
         )
 
 

@@ -159,6 +159,14 @@ def test_resolve_auth_precedence_and_errors():
     assert "c2VjcmV0" not in repr(a) and "c2VjcmV0" not in a.describe() and "acct" in a.describe()
 
 
+def test_summary_line():
+    s = blob.TransferSummary("download", 2, 1, 3 * MiB, 512, 1.5, {"new": 1, "size differs": 1})
+    assert s.describe() == ("download: 2 files downloaded (3.0 MiB; 1 new, 1 size differs), 1 skipped as up to "
+                            "date (512 B), in 1.5s (2.0 MiB/s)")
+    assert blob.TransferSummary("upload", 0, 4, 0, 2048, 0.3).describe() == (
+        "upload: 0 files uploaded (0 B), 4 skipped as up to date (2.0 KiB), in 0.3s")
+
+
 def test_redact_removes_keys_and_sas():
     text = "AccountKey=abc+/==;x https://a.blob.core.windows.net/c?sv=2024&sig=SIGNATURE%3D&sp=r design=ok"
     out = blob.redact(text, ["abc+/=="])
