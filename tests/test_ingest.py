@@ -219,3 +219,12 @@ def test_line_numbers_follow_file_order_across_blocks(spark, tmp_path):
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
     assert list(per_file.values()) == [30000]
     assert all(r.line_number == int(r.raw_line) for r in rows) and len(rows) == 30000
+
+
+def test_very_long_lines_parse(spark):
+    """Real common lines carry hundreds of features; the line check must not blow the stack."""
+    history = [("109_14", str(1000 + i), "0.69315") for i in range(5000)]
+    got = parse.parse_common(lines_df(spark, [common("a1", ("101", "11", "1.0"), *history)])).first()
+    assert got.reason is None and len(got.features) == 5001
+    bad = parse.parse_common(lines_df(spark, [common("a1", *history[:-1], ("109_14", "7", "x"))])).first()
+    assert bad.reason == R.NON_NUMERIC_VALUE

@@ -53,41 +53,64 @@ def with_line_numbers(spark: SparkSession, lines: DataFrame) -> tuple[DataFrame,
     return numbered, per_file
 
 
-def _features(feature_list: Column) -> Column:
-    """`FIELD\\x02ID\\x03VALUE` items joined by \\x01 → array of (raw, field, feature_id, value)."""
-    items = F.when(feature_list == "", F.array().cast("array<string>")).otherwise(F.split(feature_list, FEATURE_SEP, -1))
+# A well-formed feature; a line whose whole feature_list matches _FAST_LIST needs no
+# per-feature checks (the common case, and one regex pass instead of several per feature).
+_NUMBER = "[-+]?(?:[0-9]+[.]?[0-9]*|[.][0-9]+)(?:[eE][-+]?[0-9]+)?"
+_ONE = f"[^{FEATURE_SEP}{FIELD_SEP}{VALUE_SEP}]+{FIELD_SEP}-?[0-9]{{1,18}}{VALUE_SEP}{_NUMBER}"
+_FAST_LIST = f"^(?:{_ONE}(?:{FEATURE_SEP}{_ONE})*+)?$"
+
+
+def _items(feature_list: Column) -> Column:
+    return F.when(feature_list == "", F.array().cast("array<string>")).otherwise(F.split(feature_list, FEATURE_SEP, -1))
+
+
+def _typed_features(items: Column) -> Column:
+    """`FIELD\x02ID\x03VALUE` strings → array<FEATURE_TYPE> (null id/value where not numeric)."""
     return F.transform(
         items,
         lambda f: F.struct(
-            f.alias("raw"),
-            F.split(f, FIELD_SEP, 2).getItem(0).alias("field"),
-            F.split(F.split(f, FIELD_SEP, 2).getItem(1), VALUE_SEP, 2).getItem(0).alias("id_text"),
-            F.split(F.split(f, FIELD_SEP, 2).getItem(1), VALUE_SEP, 2).getItem(1).cast("double").alias("value"),
+            F.substring_index(f, FIELD_SEP, 1).alias("field"),
+            F.substring_index(F.substring_index(f, FIELD_SEP, -1), VALUE_SEP, 1).cast("bigint").alias("feature_id"),
+            F.substring_index(f, VALUE_SEP, -1).cast("double").alias("value"),
         ),
     )
 
 
-def _feature_reason(feats: Column, feature_num: Column, single_codes: list[str]) -> Column:
-    """The first feature-level rule broken, or null."""
-    singles = F.filter(feats, lambda f: f.field.isin(single_codes))
+def _slow_feature_reason(items: Column) -> Column:
+    """Which per-feature rule a line breaks first; only run on lines the fast check rejects."""
+    id_text = lambda f: F.substring_index(F.substring_index(f, FIELD_SEP, -1), VALUE_SEP, 1)  # noqa: E731
     return (
-        F.when(F.exists(feats, lambda f: ~f.raw.rlike(_SHAPE)), R.FEATURE_WITHOUT_SEPARATORS)
-        .when(
-            F.exists(feats, lambda f: ~f.id_text.rlike(_INT) | f.id_text.cast("bigint").isNull()),
-            R.NON_NUMERIC_FEATURE_ID,
-        )
-        .when(F.exists(feats, lambda f: f.value.isNull()), R.NON_NUMERIC_VALUE)
-        .when(F.size(feats) != feature_num.cast("int"), R.FEATURE_NUM_MISMATCH)
-        .when(
-            F.size(F.array_distinct(F.transform(singles, lambda f: f.field))) != F.size(singles),
-            R.REPEATED_SINGLE_VALUED_FIELD,
-        )
+        F.when(F.exists(items, lambda f: ~f.rlike(_SHAPE)), R.FEATURE_WITHOUT_SEPARATORS)
+        .when(F.exists(items, lambda f: ~id_text(f).rlike(_INT) | id_text(f).cast("bigint").isNull()),
+              R.NON_NUMERIC_FEATURE_ID)
+        .when(F.exists(items, lambda f: F.substring_index(f, VALUE_SEP, -1).cast("double").isNull()), R.NON_NUMERIC_VALUE)
     )
 
 
-def _typed_features(feats: Column) -> Column:
-    return F.transform(
-        feats, lambda f: F.struct(f.field.alias("field"), f.id_text.cast("bigint").alias("feature_id"), f.value.alias("value"))
+def _parse(lines: DataFrame, n_columns: int, header_rules: list[tuple[Column, str]], key: Column,
+           feature_num: Column, feature_list: Column, single_codes: list[str]) -> DataFrame:
+    """Shared by both files: the line rules in order, then the feature rules."""
+    df = lines.withColumn("_c", F.split("raw_line", ",", -1))
+    df = df.withColumn("_items", _items(feature_list))
+    df = df.withColumn("_fast", feature_list.rlike(_FAST_LIST))
+    df = df.withColumn("_singles", F.filter(F.transform("_items", lambda f: F.substring_index(f, FIELD_SEP, 1)),
+                                            lambda field: field.isin(single_codes)))
+    reason = F.when(F.col("raw_line") == "", R.EMPTY_LINE).when(F.size("_c") != n_columns, R.WRONG_COLUMN_COUNT)
+    for broken, name in header_rules:
+        reason = reason.when(broken, name)
+    slow = _slow_feature_reason(F.col("_items"))
+    reason = (
+        reason.when(~key.rlike("^[0-9a-fA-F]+$"), R.BAD_COMMON_FEATURE_INDEX)
+        .when(~feature_num.rlike(_UINT) | feature_num.cast("int").isNull(), R.BAD_FEATURE_NUM)
+        .when(~F.col("_fast") & slow.isNotNull(), slow)
+        .when(F.size("_items") != feature_num.cast("int"), R.FEATURE_NUM_MISMATCH)
+        .when(F.size(F.array_distinct("_singles")) != F.size("_singles"), R.REPEATED_SINGLE_VALUED_FIELD)
+    )
+    valid = F.col("reason").isNull()
+    return (
+        df.withColumn("reason", reason)
+        .withColumn("common_feature_index", F.when(valid, key))
+        .withColumn("features", F.when(valid, _typed_features(F.col("_items"))))
     )
 
 
@@ -97,59 +120,37 @@ def parse_skeleton(lines: DataFrame) -> DataFrame:
     Keeps every input column (`path`, `line_number`, `raw_line`, ...). Typed columns are
     null where the line is invalid; `features` is `array<FEATURE_TYPE>`.
     """
-    cols = F.split("raw_line", ",", -1)
-    singles = [f.code for f in fields_of(SKELETON) if not f.multi]
-    df = lines.withColumn("_c", cols).withColumn("_f", _features(F.col("_c").getItem(5)))
     c = F.col("_c")
-    reason = (
-        F.when(F.col("raw_line") == "", R.EMPTY_LINE)
-        .when(F.size(c) != SKELETON_COLUMNS, R.WRONG_COLUMN_COUNT)
-        .when(~c.getItem(0).rlike(_UINT) | c.getItem(0).cast("bigint").isNull(), R.BAD_SAMPLE_ID)
-        .when(~c.getItem(1).isin("0", "1") | ~c.getItem(2).isin("0", "1"), R.BAD_LABEL)
-        .when(~c.getItem(3).rlike("^[0-9a-fA-F]+$"), R.BAD_COMMON_FEATURE_INDEX)
-        .when(~c.getItem(4).rlike(_UINT) | c.getItem(4).cast("int").isNull(), R.BAD_FEATURE_NUM)
-        .otherwise(_feature_reason(F.col("_f"), c.getItem(4), singles))
-    )
-    valid = reason.isNull()
+    rules = [
+        (~c.getItem(0).rlike(_UINT) | c.getItem(0).cast("bigint").isNull(), R.BAD_SAMPLE_ID),
+        (~c.getItem(1).isin("0", "1") | ~c.getItem(2).isin("0", "1"), R.BAD_LABEL),
+    ]
+    singles = [f.code for f in fields_of(SKELETON) if not f.multi]
+    df = _parse(lines, SKELETON_COLUMNS, rules, c.getItem(3), c.getItem(4), c.getItem(5), singles)
+    valid = F.col("reason").isNull()
     return (
-        df.withColumn("reason", reason)
-        .withColumn("sample_id", F.when(valid, c.getItem(0).cast("bigint")))
+        df.withColumn("sample_id", F.when(valid, c.getItem(0).cast("bigint")))
         .withColumn("click", F.when(valid, c.getItem(1).cast("int")))
         .withColumn("conversion", F.when(valid, c.getItem(2).cast("int")))
-        .withColumn("common_feature_index", F.when(valid, c.getItem(3)))
-        .withColumn("features", F.when(valid, _typed_features(F.col("_f"))))
-        .drop("_c", "_f")
+        .select(*lines.columns, "sample_id", "click", "conversion", "common_feature_index", "features", "reason")
     )
 
 
 def parse_common(lines: DataFrame) -> DataFrame:
     """Common-features lines → `common_feature_index, features, reason` (see parse_skeleton)."""
-    cols = F.split("raw_line", ",", -1)
-    singles = [f.code for f in fields_of(COMMON) if not f.multi]
-    df = lines.withColumn("_c", cols).withColumn("_f", _features(F.col("_c").getItem(2)))
     c = F.col("_c")
-    reason = (
-        F.when(F.col("raw_line") == "", R.EMPTY_LINE)
-        .when(F.size(c) != COMMON_COLUMNS, R.WRONG_COLUMN_COUNT)
-        .when(~c.getItem(0).rlike("^[0-9a-fA-F]+$"), R.BAD_COMMON_FEATURE_INDEX)
-        .when(~c.getItem(1).rlike(_UINT) | c.getItem(1).cast("int").isNull(), R.BAD_FEATURE_NUM)
-        .otherwise(_feature_reason(F.col("_f"), c.getItem(1), singles))
-    )
-    valid = reason.isNull()
-    return (
-        df.withColumn("reason", reason)
-        .withColumn("common_feature_index", F.when(valid, c.getItem(0)))
-        .withColumn("features", F.when(valid, _typed_features(F.col("_f"))))
-        .drop("_c", "_f")
-    )
+    singles = [f.code for f in fields_of(COMMON) if not f.multi]
+    df = _parse(lines, COMMON_COLUMNS, [], c.getItem(0), c.getItem(1), c.getItem(2), singles)
+    return df.select(*lines.columns, "common_feature_index", "features", "reason")
 
 
 def _named(field: Field) -> list[Column]:
     """The named column(s) of one field, from the parsed `features` array."""
-    of_field = F.filter("features", lambda f: f.field == field.code)
     if field.multi:
+        of_field = F.filter("features", lambda f: f.field == field.code)
         return [F.transform(of_field, lambda f: F.struct(f.feature_id.alias("id"), f.value.alias("weight"))).alias(field.name)]
-    first = F.get(of_field, 0)
+    # A single-valued field occurs at most once in a valid line: find it without a lambda.
+    first = F.get("features", F.array_position(F.col("features.field"), field.code).cast("int") - 1)
     out = [first.feature_id.alias(field.name)]
     if field.weighted:
         out.append(first.value.alias(f"{field.name}_weight"))
