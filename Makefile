@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt package.json
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m lakerec.jars
-	@if command -v npm >/dev/null; then npm install --no-audit --no-fund --silent; else echo "warning: npm not found: Azure Blob tests need Azurite (npm)"; fi
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent; else echo "warning: npm not found: Azure Blob tests need Azurite (npm)"; fi
 	touch $@
 
 demo: setup
