@@ -50,6 +50,8 @@ def format_rows(df: DataFrame, fmt: str, limit: int) -> str:
 def _cell(v) -> str:
     if v is None:
         return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"  # as Spark SQL prints booleans
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
