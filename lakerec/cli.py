@@ -35,11 +35,13 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m jobs.{prog}", description=description)
     p.add_argument("--conf", default=None, help="target config YAML (default: conf/local.yml)")
     p.add_argument("--lake", default=None, help="lake root: tables, metastore, MLflow store (overrides the config)")
+    p.add_argument("--database", default=None,
+                   help="database (schema) of the tables, e.g. aliccp or, on Unity Catalog, catalog.schema (overrides the config)")
     return p
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> Config:
-    return load_config(args.conf, lake=args.lake, **overrides)
+    return load_config(args.conf, lake=args.lake, database=getattr(args, "database", None), **overrides)
 
 
 def _analysis_message(e: Exception) -> str | None:
