@@ -32,7 +32,8 @@ def setup_logging(stage: str) -> logging.Logger:
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     """An argument parser with the flags every job shares (--conf, --lake)."""
-    p = argparse.ArgumentParser(prog=f"python -m jobs.{prog}", description=description)
+    # "resolve": a job may redefine a shared flag (e.g. --database with its own default).
+    p = argparse.ArgumentParser(prog=f"python -m jobs.{prog}", description=description, conflict_handler="resolve")
     p.add_argument("--conf", default=None, help="target config YAML (default: conf/local.yml)")
     p.add_argument("--lake", default=None, help="lake root: tables, metastore, MLflow store (overrides the config)")
     p.add_argument("--database", default=None,
@@ -41,7 +42,8 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> Config:
-    return load_config(args.conf, lake=args.lake, database=getattr(args, "database", None), **overrides)
+    overrides.setdefault("database", getattr(args, "database", None))
+    return load_config(args.conf, lake=args.lake, **overrides)
 
 
 def _analysis_message(e: Exception) -> str | None:
