@@ -1,0 +1,94 @@
+-- Vocabularies, step 3: the kept train impressions with all their columns.
+/*
+  Reads   kept_rows (step 2), ${database}.samples, ${database}.user_contexts.
+  Defines kept_samples         the samples rows of kept_rows (train split)
+          user_vocab           one row per kept user
+          kept_items           one row per kept item: counts, index, first impression
+          feature_occurrences  (feature, raw_id, impressions) of every side-feature id
+          feature_vocab        one row per side feature and id
+
+  An index is 1..n, contiguous: the most frequent id first, ties by the smaller id, so a
+  re-run on the same rows gives the same indices. 0 is reserved for an id outside the
+  vocabulary (a test user or item never kept, a missing field).
+  Counts are over the kept train impressions.
+*/
+CREATE OR REPLACE TEMPORARY VIEW kept_samples AS
+SELECT s.*
+FROM ${database}.samples AS s
+LEFT SEMI JOIN kept_rows AS k ON k.sample_id = s.sample_id
+WHERE s.split = 'train';
+
+-- user_vocab: user_index 1..U, most impressions first, ties by user_id
+CREATE OR REPLACE TEMPORARY VIEW user_vocab AS
+SELECT user_id,
+       CAST(row_number() OVER (ORDER BY count(*) DESC, user_id) AS INT) AS user_index,
+       count(*) AS impressions,
+       CAST(sum(click) AS BIGINT) AS clicks,
+       CAST(sum(conversion) AS BIGINT) AS conversions
+FROM kept_rows
+GROUP BY user_id
+ORDER BY user_index;
+
+-- Kept items: item_index 1..I, most impressions first, ties by item_id; the first impression gives the item's features
+CREATE OR REPLACE TEMPORARY VIEW kept_items AS
+SELECT item_id,
+       CAST(row_number() OVER (ORDER BY count(*) DESC, item_id) AS INT) AS item_index,
+       count(*) AS impressions,
+       CAST(sum(click) AS BIGINT) AS clicks,
+       CAST(sum(conversion) AS BIGINT) AS conversions,
+       min(sample_id) AS first_sample_id
+FROM kept_rows
+GROUP BY item_id;
+
+-- Side-feature ids of the kept impressions: single-valued fields, item intentions, and the
+-- history of each impression's user context (counted once per impression of that context)
+CREATE OR REPLACE TEMPORARY VIEW feature_occurrences AS
+SELECT f.feature, f.raw_id, 1L AS impressions
+FROM kept_samples
+LATERAL VIEW stack(11,
+    'user_profile', user_profile,
+    'user_group', user_group,
+    'user_gender', user_gender,
+    'user_age', user_age,
+    'user_consumption', user_consumption,
+    'user_consumption_2', user_consumption_2,
+    'user_is_occupied', user_is_occupied,
+    'user_geography', user_geography,
+    'item_category', item_category,
+    'item_shop', item_shop,
+    'item_brand', item_brand) f AS feature, raw_id
+UNION ALL
+SELECT 'item_intention' AS feature, x.e.id AS raw_id, 1L AS impressions
+FROM kept_samples
+LATERAL VIEW explode(item_intention) x AS e
+UNION ALL
+SELECT f.feature, x.e.id AS raw_id, c.n_impressions AS impressions
+FROM (SELECT common_feature_index, count(*) AS n_impressions
+      FROM kept_samples
+      GROUP BY common_feature_index) AS c
+JOIN ${database}.user_contexts AS u
+  ON u.split = 'train' AND u.common_feature_index = c.common_feature_index
+LATERAL VIEW stack(4,
+    'user_categories', u.user_categories,
+    'user_shops', u.user_shops,
+    'user_brands', u.user_brands,
+    'user_intentions', u.user_intentions) f AS feature, entries
+LATERAL VIEW explode(f.entries) x AS e;
+
+-- feature_vocab: per feature, index 1..n, most impressions first, ties by raw_id
+CREATE OR REPLACE TEMPORARY VIEW feature_vocab AS
+SELECT feature,
+       raw_id,
+       CAST(row_number() OVER (PARTITION BY feature ORDER BY sum(impressions) DESC, raw_id) AS INT) AS `index`,
+       CAST(sum(impressions) AS BIGINT) AS impressions
+FROM feature_occurrences
+WHERE raw_id IS NOT NULL
+GROUP BY feature, raw_id
+ORDER BY feature, `index`;
+
+-- Vocabulary sizes
+SELECT (SELECT count(*) FROM user_vocab) AS users,
+       (SELECT count(*) FROM kept_items) AS items,
+       (SELECT CAST(sum(clicks) AS BIGINT) FROM user_vocab) AS clicks,
+       (SELECT CAST(sum(conversions) AS BIGINT) FROM user_vocab) AS conversions,
+       (SELECT count(*) FROM feature_vocab) AS feature_ids;

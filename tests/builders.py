@@ -1,0 +1,174 @@
+"""Hand-built `samples` and `user_contexts` tables, in the exact docs/tables.md schemas.
+
+Tests of every stage after ingest write a few rows they can reason about, instead of
+generating and ingesting raw files:
+
+    write_samples(spark, cfg, [
+        sample(1, user_id=10, item_id=100, click=1),
+        sample(2, user_id=10, item_id=101, split="test"),
+    ])
+    write_user_contexts(spark, cfg, contexts_from_samples(rows, user_categories={10: [(7, 1.1)]}))
+
+or both at once with `write_ingest_tables(spark, cfg, rows, histories={...})`. Column order
+and types follow the ingest job (lakerec/aliccp/fields.py order); a weighted array is given
+as a list of `(id, weight)` pairs or of bare ids (weight 1.0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import (
+    ArrayType, DoubleType, IntegerType, LongType, StringType, StructField, StructType,
+)
+
+from lakerec.aliccp.fields import COMMON, SKELETON, fields_of
+from lakerec.config import Config
+from lakerec.tables import write_table
+
+WEIGHTED_IDS = ArrayType(StructType([StructField("id", LongType()), StructField("weight", DoubleType())]))
+
+USER_SINGLE = tuple(f.name for f in fields_of(COMMON) if not f.multi)  # user_id, user_profile, ...
+USER_HISTORY = tuple(f.name for f in fields_of(COMMON) if f.multi)  # user_categories, ...
+
+
+def _field_columns(file: str) -> list[StructField]:
+    out = []
+    for f in fields_of(file):
+        if f.multi:
+            out.append(StructField(f.name, WEIGHTED_IDS))
+        else:
+            out.append(StructField(f.name, LongType()))
+            if f.weighted:
+                out.append(StructField(f"{f.name}_weight", DoubleType()))
+    return out
+
+
+SAMPLES_SCHEMA = StructType(
+    [
+        StructField("split", StringType()),
+        StructField("sample_id", LongType()),
+        StructField("click", IntegerType()),
+        StructField("conversion", IntegerType()),
+        StructField("common_feature_index", StringType()),
+        *[StructField(name, LongType()) for name in USER_SINGLE],
+        *_field_columns(SKELETON),
+    ]
+)
+
+USER_CONTEXTS_SCHEMA = StructType(
+    [
+        StructField("split", StringType()),
+        StructField("common_feature_index", StringType()),
+        *_field_columns(COMMON),
+    ]
+)
+
+_ARRAYS = {f.name for f in SAMPLES_SCHEMA.fields + USER_CONTEXTS_SCHEMA.fields if isinstance(f.dataType, ArrayType)}
+
+
+def context_key(user_id: int | None) -> str:
+    """The default common_feature_index of a user's context: 16 hex digits, as in the real files."""
+    return f"{user_id:016x}" if user_id is not None else "f" * 16
+
+
+def _weighted(value: Iterable) -> list[tuple[int, float]]:
+    out = []
+    for v in value or ():
+        out.append((int(v[0]), float(v[1])) if isinstance(v, (tuple, list)) else (int(v), 1.0))
+    return out
+
+
+def _row(schema: StructType, values: Mapping[str, Any], what: str) -> tuple:
+    names = schema.fieldNames()
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"{what}: unknown column(s) {unknown}; columns are {names}")
+    return tuple(
+        _weighted(values.get(n)) if n in _ARRAYS else values.get(n)
+        for n in names
+    )
+
+
+def sample(sample_id: int, user_id: int | None = None, item_id: int | None = None, **values: Any) -> dict[str, Any]:
+    """One `samples` row as a dict: split 'train', labels 0, the user's default context key.
+
+    Any other column of SAMPLES_SCHEMA may be given by name (`item_category=5`,
+    `item_intention=[(61, 1.0), 62]`, `split="test"`); absent ones are null (arrays empty).
+    """
+    row = {
+        "split": "train",
+        "sample_id": sample_id,
+        "click": 0,
+        "conversion": 0,
+        "user_id": user_id,
+        "item_id": item_id,
+        "common_feature_index": context_key(user_id),
+    }
+    row.update(values)
+    return row
+
+
+def samples_frame(spark: SparkSession, rows: Iterable[Mapping[str, Any]]) -> DataFrame:
+    """A DataFrame in the samples schema; rows are dicts (see `sample`), missing columns null."""
+    return spark.createDataFrame([_row(SAMPLES_SCHEMA, r, "samples row") for r in rows], SAMPLES_SCHEMA)
+
+
+def user_contexts_frame(spark: SparkSession, rows: Iterable[Mapping[str, Any]]) -> DataFrame:
+    """A DataFrame in the user_contexts schema; rows are dicts, missing columns null (arrays empty)."""
+    return spark.createDataFrame(
+        [_row(USER_CONTEXTS_SCHEMA, r, "user_contexts row") for r in rows], USER_CONTEXTS_SCHEMA
+    )
+
+
+def write_samples(spark: SparkSession, cfg: Config, rows: Iterable[Mapping[str, Any]]) -> DataFrame:
+    """Write (overwrite) `<cfg.database>.samples`, partitioned by split like the ingest job."""
+    df = samples_frame(spark, list(rows))
+    write_table(df, cfg.table("samples"), ("split",))
+    return df
+
+
+def write_user_contexts(spark: SparkSession, cfg: Config, rows: Iterable[Mapping[str, Any]]) -> DataFrame:
+    """Write (overwrite) `<cfg.database>.user_contexts`, partitioned by split."""
+    df = user_contexts_frame(spark, list(rows))
+    write_table(df, cfg.table("user_contexts"), ("split",))
+    return df
+
+
+def contexts_from_samples(
+    rows: Iterable[Mapping[str, Any]], **histories: Mapping[int | None, Iterable]
+) -> list[dict[str, Any]]:
+    """One user_contexts row per (split, common_feature_index) the samples use.
+
+    The user's single-valued fields are taken from the first sample with that key (as the
+    ingest job copies them the other way). `histories` maps a history column to
+    `{user_id: [(id, weight), ...]}`, e.g. `user_categories={10: [(7, 1.1), (8, 0.7)]}`;
+    the same history is used in both splits.
+    """
+    unknown = sorted(set(histories) - set(USER_HISTORY))
+    if unknown:
+        raise ValueError(f"unknown history column(s) {unknown}; choose from {USER_HISTORY}")
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        full = dict(zip(SAMPLES_SCHEMA.fieldNames(), _row(SAMPLES_SCHEMA, r, "samples row")))
+        key = (full["split"], full["common_feature_index"])
+        if key in out:
+            continue
+        ctx = {"split": key[0], "common_feature_index": key[1]}
+        ctx.update({n: full[n] for n in USER_SINGLE})
+        for name, by_user in histories.items():
+            ctx[name] = by_user.get(full["user_id"], [])
+        out[key] = ctx
+    return list(out.values())
+
+
+def write_ingest_tables(
+    spark: SparkSession,
+    cfg: Config,
+    rows: Iterable[Mapping[str, Any]],
+    **histories: Mapping[int | None, Iterable],
+) -> tuple[DataFrame, DataFrame]:
+    """Write `samples` and the `user_contexts` they reference (see contexts_from_samples)."""
+    rows = list(rows)
+    return write_samples(spark, cfg, rows), write_user_contexts(spark, cfg, contexts_from_samples(rows, **histories))
