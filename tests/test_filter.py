@@ -376,7 +376,7 @@ def test_example_queries_run_and_answer(spark, lake_run):
     assert lengths[("train", "user_categories")].coverage == pytest.approx(3 / 4)  # contexts of users 10, 20, 30, none
 
 
-def test_cli_filters_the_lake_and_the_step_sql_runs_alone(spark, cfg, tmp_path, capsys):
+def test_cli_filters_the_lake_and_the_step_sql_runs_alone(spark, cfg, capsys):
     """`python -m jobs.filter ...` then `python -m jobs.sql -f 01_item_counts.sql ...`, through their main().
 
     In this process (its Spark session is on the test lake) rather than a new one: a second
@@ -387,9 +387,7 @@ def test_cli_filters_the_lake_and_the_step_sql_runs_alone(spark, cfg, tmp_path, 
     rows += [sample(20, 1, 1, click=1, split="test"), sample(21, 9, 1, click=1, split="test")]
     write_samples(spark, cfg, rows)
     write_user_contexts(spark, cfg, contexts_from_samples(rows))
-    conf = tmp_path / "target.yml"
-    conf.write_text((REPO / "conf" / "local.yml").read_text().replace("database: aliccp", f"database: {cfg.database}"))
-    common = ["--conf", str(conf), "--lake", str(cfg.lake_path)]
+    common = ["--lake", str(cfg.lake_path), "--database", cfg.database]
 
     filter_job.main(["--min-item-count", "2", "--min-user-count", "2", "--kcore", *common])
     out = capsys.readouterr().out
