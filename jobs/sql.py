@@ -60,7 +60,8 @@ def _cell(v) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser("sql", "Run Spark SQL against the lake's catalog and print the result.")
     p.add_argument("query", nargs="?", help="a SQL statement (or use -f FILE)")
-    p.add_argument("-f", "--file", help="a .sql file of one or more statements separated by ';'")
+    p.add_argument("-f", "--file", action="append", default=[],
+                   help="a .sql file of statements separated by ';' (repeat -f to run several files in order)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--limit", type=int, default=1000, help="rows printed per statement")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="value for ${NAME}")
@@ -70,10 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         if bool(args.query) == bool(args.file):
             raise LakeRecError("give either a query or -f FILE (not both, not neither)")
         if args.file:
-            path = Path(args.file)
-            if not path.is_file():
-                raise LakeRecError(f"SQL file {path} not found")
-            text = path.read_text()
+            missing = [f for f in args.file if not Path(f).is_file()]
+            if missing:
+                raise LakeRecError(f"SQL file {missing[0]} not found")
+            text = ";\n".join(Path(f).read_text().rstrip().rstrip(";") for f in args.file) + ";\n"
         else:
             text = args.query
         params = {}
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = cli.config_from_args(args)
         spark = get_spark(cfg)
         for st, df in run_statements(spark, text, cfg, params):
+            if not df.columns:  # DDL (CREATE VIEW ...): nothing to print
+                continue
             if args.file and st.title:
                 print(f"-- {st.title}")
             print(format_rows(df, args.format, args.limit))

@@ -110,6 +110,8 @@ def get_spark(cfg: Config):
             )
             .config("spark.hadoop.datanucleus.schema.autoCreateAll", "true")
             .config("spark.hadoop.hive.metastore.schema.verification", "false")
+            # Delta keeps the schema itself; without this Hive logs a spurious error on every overwrite.
+            .config("spark.hadoop.hive.metastore.disallow.incompatible.col.type.changes", "false")
         )
     for key, value in sc.extra.items():
         builder = builder.config(key, value)

@@ -77,3 +77,13 @@ def test_catalog_persists_across_processes(tmp_path):
     )
     assert missing.returncode == 2
     assert "aliccp.nope does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_sql_job_runs_several_files_in_order(spark, cfg, tmp_path, capsys):
+    first, second = tmp_path / "a.sql", tmp_path / "b.sql"
+    first.write_text("-- make a view\nCREATE OR REPLACE TEMP VIEW nums AS SELECT id FROM range(${n});\n")
+    second.write_text("-- total\nSELECT sum(id) AS total FROM nums;\n")
+    sql_job.main(["-f", str(first), "-f", str(second), "--param", "n=5", "--lake", cfg.lake,
+                  "--database", cfg.database, "--format", "csv"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["-- total", "total", "10"]  # the DDL prints nothing
