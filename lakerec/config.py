@@ -56,6 +56,12 @@ class TrainConf:
     eval_batch_size: int = 4096
     ks: tuple[int, ...] = (10, 50, 100)
     workers: int = 1
+    hidden_units: tuple[int, ...] = (64,)  # MLP over the concatenated features (features: all)
+    shuffle_buffer: int = 10_000  # rows in the Petastorm reader's shuffling queue
+    reader_workers: int = 2  # Petastorm reader threads
+    monitor_rows: int = 2048  # test rows scored after each epoch for the curves (0: off)
+    checkpoint_dir: str | None = None  # None: <lake>/checkpoints
+    petastorm_cache: str | None = None  # URL; None: file://<lake>/petastorm_cache
 
 
 @dataclass(frozen=True)

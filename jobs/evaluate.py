@@ -1,0 +1,39 @@
+"""Evaluate a training run's model on test_interactions against most-popular and random.
+
+    python -m jobs.evaluate [--conf PATH] [--lake DIR] [--database DB] [--run-id ID]
+
+Full-catalogue retrieval (exact, every vocabulary item), recall@K and NDCG@K and TFRS's
+top-K categorical accuracy for K in `train.ks`, cold-start rows on their own line. The
+table is printed and logged into the run (metrics, evaluation/, plots/).
+"""
+
+from __future__ import annotations
+
+from lakerec import cli
+from lakerec.config import Config
+from lakerec.spark import get_spark
+
+
+def run(spark, cfg: Config, run_id: str | None = None, log_to_mlflow: bool = True) -> tuple[dict, str]:
+    """(evaluation dict, table text) of run_id (default: the newest finished training run)."""
+    from lakerec.train.pipeline import evaluate_run
+
+    return evaluate_run(spark, cfg, run_id, log_to_mlflow=log_to_mlflow)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser("evaluate", "Evaluate a trained model against the most-popular and random baselines.")
+    p.add_argument("--run-id", help="MLflow run id of a training run (default: the newest finished one)")
+    p.add_argument("--no-log", action="store_true", help="print only; do not log into the run")
+    args = p.parse_args(argv)
+
+    def body():
+        cfg = cli.config_from_args(args)
+        _, table = run(get_spark(cfg), cfg, args.run_id, log_to_mlflow=not args.no_log)
+        print(table)
+
+    cli.run_main("evaluate", body)
+
+
+if __name__ == "__main__":
+    main()

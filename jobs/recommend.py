@@ -1,0 +1,51 @@
+"""Write the top-K items of every vocabulary user to the Delta table `recommendations`.
+
+    python -m jobs.recommend [--conf PATH] [--lake DIR] [--database DB] [--k 100] [--run-id ID]
+
+Uses the exported model of a training run (default: the newest finished one): the query
+tower on each user's latest context and an exact index over all items. Columns:
+user_id, rank (1 = best), item_id, score, run_id.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lakerec import cli
+from lakerec.config import Config
+from lakerec.spark import get_spark
+
+
+def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
+    from lakerec.train.pipeline import recommend
+
+    return recommend(spark, cfg, k=k, run_id=run_id)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser("recommend", "Top-K items per user from a trained model, into the recommendations table.")
+    p.add_argument("--k", type=_positive_int, default=100, help="items per user (default 100)")
+    p.add_argument("--run-id", help="MLflow run id of a training run (default: the newest finished one)")
+    args = p.parse_args(argv)
+
+    def body():
+        cfg = cli.config_from_args(args)
+        out = run(get_spark(cfg), cfg, args.k, args.run_id)
+        print(f"{out['rows']:,} recommendations for {out['users']:,} users -> {out['table']} "
+              f"(version {out['version']}, run {out['run_id']})")
+
+    cli.run_main("recommend", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Train the two-tower retrieval model on the filter's tables, then evaluate it.
+
+    python -m jobs.train [--conf PATH] [--lake DIR] [--database DB] [--epochs E]
+        [--batch-size B] [--embedding-dim D] [--features ids|all] [--run-name NAME]
+        [--resume] [--protocol tfrs-tutorial]
+
+Reads train_interactions through Petastorm, checkpoints every epoch under
+<lake>/checkpoints/<run name>, logs the run to MLflow (params, per-epoch loss, the
+evaluation table, plots, table versions, git commit), exports and registers the model,
+and prints the model-versus-baselines table.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lakerec import cli
+from lakerec.config import Config
+from lakerec.errors import ConfigError
+from lakerec.spark import get_spark
+
+FEATURES = ("ids", "all")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def run(spark, cfg: Config, *, run_name: str | None = None, resume: bool = False, epochs: int | None = None,
+        protocol: str | None = None, callbacks=(), evaluate_after: bool = True) -> dict:
+    """Train (or resume) and evaluate; see lakerec.train.pipeline.train."""
+    from lakerec.train.pipeline import train
+
+    return train(spark, cfg, run_name=run_name, resume=resume, epochs=epochs, protocol=protocol,
+                 callbacks=callbacks, evaluate_after=evaluate_after)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lakerec.train.pipeline import PROTOCOLS
+
+    p = cli.parser("train", "Train the two-tower retrieval model (Petastorm -> TFRS), evaluate it, log it to MLflow.")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--embedding-dim", type=_positive_int)
+    p.add_argument("--features", choices=FEATURES, help="ids: id embeddings only; all: plus user and item features")
+    p.add_argument("--run-name", help="name of the run (and of its checkpoint folder)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS),
+                   help="a named setup: tfrs-tutorial = ids, dim 32, Adagrad 0.1, batch 8192, 3 epochs")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation at the end")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+
+    def body():
+        from lakerec.config import override
+        from lakerec.train.pipeline import apply_protocol
+
+        cfg = cli.config_from_args(args)
+        cfg = apply_protocol(cfg, args.protocol)
+        cfg = override(cfg, train__epochs=args.epochs, train__batch_size=args.batch_size,
+                       train__embedding_dim=args.embedding_dim, train__features=args.features)
+        if args.resume and args.protocol:
+            raise ConfigError("--resume continues a run with its own settings: drop --protocol")
+        spark = get_spark(cfg)
+        out = run(spark, cfg, run_name=args.run_name, resume=args.resume, epochs=args.epochs if args.resume else None,
+                  protocol=args.protocol, evaluate_after=not args.no_evaluate)
+        if out["table"]:
+            print(out["table"])
+        print(f"run {out['run_name']} ({out['run_id']}): model version {out['model_version']}")
+
+    cli.run_main("train", body)
+
+
+if __name__ == "__main__":
+    main()

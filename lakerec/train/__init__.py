@@ -1,0 +1,15 @@
+"""Two-tower retrieval: Petastorm feed, TFRS model, honest evaluation, export, MLflow.
+
+Modules, each with one job:
+    features   which columns each tower reads, and the vocabulary sizes (FeatureSpec)
+    data       Spark DataFrame -> Petastorm converter -> tf.data of feature dicts
+    towers     query and candidate towers built from a FeatureSpec
+    model      TwoTowerModel(tfrs.Model): in-batch softmax, logQ, accidental hits, temperature
+    loop       the training step: fit(dataset factory, model factory, params) with checkpoints
+    metrics    recall@K, NDCG@K, top-K accuracy from the ranks of the positives (numpy)
+    evaluate   full-catalogue ranks for the model and the baselines; the results table
+    export     query tower + index over all items as a SavedModel; MLflow pyfunc
+    plots      training curves, recall against K, the popularity long tail
+    tracking   MLflow set-up from the config: URI, experiment, git commit, table versions
+    pipeline   the jobs' bodies: train, evaluate_run, recommend
+"""

@@ -1,0 +1,172 @@
+"""The serving artifact: the query tower plus an exact index over every vocabulary item.
+
+`RetrievalModule` is saved as a TensorFlow SavedModel with two functions (and the same
+two as signatures, for TF Serving):
+    recommend(features, k)     -> {"item_ids": int64 [B, k], "scores": float32 [B, k]}
+    query_embeddings(features) -> float32 [B, D]
+where `features` holds `user_id` (mapped to the model's user index inside, unknown ids
+to the OOV row) and, for `features=all` models, the user's profile and history columns
+as in the interactions tables. The candidate matrix and the item ids are variables of
+the module, so evaluation and batch recommendation read the same numbers that serving
+uses. The FeatureSpec is stored next to it (assets.extra/feature_spec.json).
+
+In MLflow the SavedModel is wrapped as a pyfunc model (lakerec/train/pyfunc_model.py,
+logged as code: nothing is pickled) and registered under `mlflow.registered_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from lakerec.train.features import FeatureSpec
+
+log = logging.getLogger("lakerec.train.export")
+
+# The pyfunc has an explicit signature (optional feature columns, param k); MLflow's advice
+# to add an input example (which would load and run the model at logging time) is moot.
+warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+
+SPEC_FILE = "feature_spec.json"
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+MODEL_NAME = "model"  # the pyfunc's name inside its run: runs:/<run_id>/model
+
+
+def serving_signature(spec: FeatureSpec) -> dict[str, tf.TensorSpec]:
+    """TensorSpecs of the serving inputs (user_id + the spec's user feature columns)."""
+    lengths = spec.array_lengths()
+    sig = {}
+    for col in spec.serving_columns():
+        if col == "user_id":
+            sig[col] = tf.TensorSpec([None], tf.int64, name=col)
+        elif col in lengths:
+            dtype = tf.float32 if col.endswith("_weights") else tf.int32
+            sig[col] = tf.TensorSpec([None, lengths[col]], dtype, name=col)
+        else:
+            sig[col] = tf.TensorSpec([None], tf.int32, name=col)
+    return sig
+
+
+class RetrievalModule(tf.Module):
+    """Query tower + user-id lookup + candidate matrix: top-K item ids for user features.
+
+    Args:
+        query_tower: feature dict (with user_index) -> [B, D].
+        spec: the model's FeatureSpec.
+        candidates: [N + 1, D] candidate embeddings by item index (row 0 = OOV).
+        item_ids: [N + 1] raw item id by item index.
+        user_ids, user_index: the user vocabulary (raw id -> index).
+    """
+
+    def __init__(self, query_tower, spec: FeatureSpec, candidates: np.ndarray, item_ids: np.ndarray,
+                 user_ids: np.ndarray, user_index: np.ndarray):
+        super().__init__(name="retrieval")
+        self.query_tower = query_tower
+        self.candidates = tf.Variable(np.asarray(candidates, np.float32), trainable=False, name="candidates")
+        self.item_ids = tf.Variable(np.asarray(item_ids, np.int64), trainable=False, name="item_ids")
+        self.user_lookup = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(np.asarray(user_ids, np.int64)), tf.constant(np.asarray(user_index, np.int32))
+            ),
+            default_value=0,
+        )
+        sig = serving_signature(spec)
+        self.query_embeddings = tf.function(self._query_embeddings, input_signature=[sig])
+        self.recommend = tf.function(self._recommend, input_signature=[sig, tf.TensorSpec([], tf.int32, name="k")])
+
+    def _query_embeddings(self, features):
+        feats = {k: v for k, v in features.items() if k != "user_id"}
+        feats["user_index"] = self.user_lookup.lookup(features["user_id"])
+        return self.query_tower(feats)
+
+    def _recommend(self, features, k):
+        queries = self._query_embeddings(features)
+        scores = tf.matmul(queries, self.candidates[1:], transpose_b=True)
+        k = tf.minimum(k, tf.shape(scores)[1])
+        top_scores, top = tf.math.top_k(scores, k=k)
+        return {"item_ids": tf.gather(self.item_ids[1:], top), "scores": top_scores}
+
+
+def save(module: RetrievalModule, spec: FeatureSpec, path: str | Path) -> Path:
+    """Write the SavedModel (with its serving signatures) and the FeatureSpec next to it."""
+    path = Path(path)
+    tf.saved_model.save(
+        module,
+        str(path),
+        signatures={
+            "serving_default": module.recommend.get_concrete_function(),
+            "query_embeddings": module.query_embeddings.get_concrete_function(),
+        },
+    )
+    extra = path / "assets.extra"
+    extra.mkdir(parents=True, exist_ok=True)
+    (extra / SPEC_FILE).write_text(spec.to_json())
+    return path
+
+
+def load(path: str | Path):
+    """(loaded module, FeatureSpec) from a directory written by `save`."""
+    path = Path(path)
+    module = tf.saved_model.load(str(path))
+    spec = FeatureSpec.from_json((path / "assets.extra" / SPEC_FILE).read_text())
+    return module, spec
+
+
+def pyfunc_signature(spec: FeatureSpec, k: int):
+    """Input: user_id required, the user feature columns optional (0 = missing); param k."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
+
+    lengths = spec.array_lengths()
+    inputs = []
+    # Wide types (what pandas and JSON give by default); the model casts to its own.
+    for col in spec.serving_columns():
+        if col == "user_id":
+            inputs.append(ColSpec("long", col))
+        elif col in lengths:
+            inputs.append(ColSpec(Array("double" if col.endswith("_weights") else "long"), col, required=False))
+        else:
+            inputs.append(ColSpec("long", col, required=False))
+    outputs = [ColSpec("long", "user_id"), ColSpec(Array("long"), "item_ids"), ColSpec(Array("float"), "scores")]
+    return ModelSignature(Schema(inputs), Schema(outputs), ParamSchema([ParamSpec("k", "long", int(k))]))
+
+
+def log_pyfunc(saved_model_dir: str | Path, spec: FeatureSpec, k: int, registered_model: str | None):
+    """Log the SavedModel as a pyfunc model of the active run; register it if named.
+
+    Returns:
+        MLflow's ModelInfo (model_uri, registered_model_version, ...).
+    """
+    import mlflow
+
+    return mlflow.pyfunc.log_model(
+        name=MODEL_NAME,
+        python_model=str(PYFUNC_CODE),
+        artifacts={"saved_model": str(saved_model_dir)},
+        signature=pyfunc_signature(spec, k),
+        registered_model_name=registered_model or None,
+        pip_requirements=[
+            f"tensorflow=={tf.__version__}",
+            f"numpy=={np.__version__}",
+            f"pandas=={__import__('pandas').__version__}",
+            f"mlflow=={mlflow.__version__}",
+        ],
+    )
+
+
+def load_from_run(run_id: str):
+    """(module, FeatureSpec) of the pyfunc model logged by a training run."""
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/{MODEL_NAME}")
+    impl = model.unwrap_python_model()
+    return impl.module, impl.spec
+
+
+def spec_json(spec: FeatureSpec) -> dict:
+    return json.loads(spec.to_json())

@@ -1,0 +1,108 @@
+"""MLflow set-up from the config, and what every run records about where it came from.
+
+Tracking URI: `mlflow.tracking_uri` (e.g. `databricks`, or an Azure ML workspace's
+`azureml://...` URI), else SQLite inside the lake. With the SQLite default the artifacts
+go inside the lake too (`<lake>/mlartifacts`), never into the working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+
+from lakerec.config import REPO_ROOT, Config
+
+log = logging.getLogger("lakerec.train.tracking")
+
+TAG_STAGE = "lakerec.stage"
+TAG_TABLE_VERSIONS = "lakerec.table_versions"
+TAG_DATABASE = "lakerec.database"
+TAG_RUN_NAME = "lakerec.run_name"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+TAG_GIT_DIRTY = "lakerec.git_dirty"
+TRAINED_ON = ("train_interactions", "test_interactions", "user_vocab", "item_vocab", "feature_vocab")
+
+
+def configure(cfg: Config) -> str:
+    """Point MLflow at the configured store and experiment; return the experiment id."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    uri = cfg.tracking_uri
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:"):
+        mlflow.set_registry_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is None:
+        location = None
+        if uri.startswith("sqlite:"):
+            artifacts = cfg.lake_path / "mlartifacts"
+            artifacts.mkdir(parents=True, exist_ok=True)
+            location = artifacts.as_uri()
+        exp_id = mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def git_commit() -> tuple[str, bool]:
+    """(HEAD commit of the code, whether the working tree has uncommitted changes)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return "unknown", False
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown", False
+
+
+def table_versions(spark, cfg: Config, names=TRAINED_ON) -> dict[str, int]:
+    """Current Delta version of each named table in cfg.database."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lakerec.tables import table_version
+
+    # One DESCRIBE HISTORY per table; Spark runs them concurrently from threads.
+    full = [cfg.table(n) for n in names]
+    with ThreadPoolExecutor(max_workers=len(full) or 1) as pool:
+        versions = list(pool.map(lambda t: table_version(spark, t), full))
+    return dict(zip(full, versions))
+
+
+def provenance_tags(spark, cfg: Config) -> dict[str, str]:
+    """Tags every training run carries: git commit, Delta table versions, database."""
+    commit, dirty = git_commit()
+    return {
+        TAG_GIT_COMMIT: commit,
+        TAG_GIT_DIRTY: str(dirty).lower(),
+        TAG_TABLE_VERSIONS: json.dumps(table_versions(spark, cfg), sort_keys=True),
+        TAG_DATABASE: cfg.database,
+    }
+
+
+def latest_training_run(cfg: Config) -> str:
+    """The newest finished training run of the experiment that logged a model."""
+    import mlflow
+
+    from lakerec.errors import LakeRecError
+
+    runs = mlflow.search_runs(
+        experiment_names=[cfg.mlflow.experiment],
+        filter_string=f"tags.`{TAG_STAGE}` = 'train' and attributes.status = 'FINISHED' "
+                      f"and tags.`{TAG_DATABASE}` = '{cfg.database}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    if not runs:
+        raise LakeRecError(
+            f"no finished training run for database {cfg.database} in MLflow experiment "
+            f"{cfg.mlflow.experiment!r} ({cfg.tracking_uri}): run `python -m jobs.train` first, or pass --run-id"
+        )
+    return runs[0].info.run_id
