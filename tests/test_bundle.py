@@ -1,0 +1,510 @@
+"""The Databricks Asset Bundle: merged per target, validated against the bundle JSON schema,
+and checked against the repository it deploys.
+
+There is no Databricks CLI here, so the test does what `databricks bundle validate` does
+offline: load databricks.yml, merge the files its `include` globs name (resources merged by
+key, a key defined twice is an error), apply each target's overrides (maps merge
+recursively, the target's values win; a target's `variables: {name: value}` sets that
+variable's value), and validate every merged target against the schema the CLI publishes
+(../shared/schemas/databricks-bundle.schema.json). Then what the schema cannot know:
+every file a task points to exists relative to the file that points to it, every wheel
+entry point is a real `main`, the task parameters are accepted by the jobs' own argument
+parsers and yield the intended configuration, and the targets follow the conventions.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import glob
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from jsonschema import validators
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = REPO.parent / "shared" / "schemas" / "databricks-bundle.schema.json"
+ROOT_FILE = REPO / "databricks.yml"
+PIPELINE = "lakerec_pipeline"
+PIPELINE_ORDER = ["ingest", "filter", "train", "evaluate", "recommend"]
+GPU_TASKS = {"train", "evaluate", "recommend"}
+CPU_RUNTIME = "16.4.x-cpu-ml-scala2.12"
+GPU_RUNTIME = "16.4.x-gpu-ml-scala2.12"
+KEYED_LISTS = {"tasks": "task_key", "job_clusters": "job_cluster_key", "environments": "environment_key"}
+# What ${workspace.*} and ${bundle.*} resolve to when task parameters are parsed here. The
+# bundle syncs the repository to workspace.file_path, so that maps to the repository root.
+WORKSPACE = {
+    "workspace.file_path": str(REPO),
+    "workspace.current_user.short_name": "jdoe",
+    "workspace.current_user.userName": "jdoe@example.com",
+    "bundle.name": "lakerec",
+}
+
+
+# --------------------------------------------------------------------------- loading and merging
+
+def merge(base, override):
+    """Bundle merge: maps merge recursively, lists of keyed maps (tasks, job clusters) merge
+    by key, other lists are replaced, and the override's scalars win."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for key, value in override.items():
+            if key in out and key in KEYED_LISTS and isinstance(value, list):
+                out[key] = merge_keyed(out[key], value, KEYED_LISTS[key])
+            else:
+                out[key] = merge(out[key], value) if key in out else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(override)
+
+
+def merge_keyed(base: list, override: list, key: str) -> list:
+    by_key = {item[key]: item for item in base}
+    order = [item[key] for item in base]
+    for item in override:
+        if item[key] in by_key:
+            by_key[item[key]] = merge(by_key[item[key]], item)
+        else:
+            by_key[item[key]] = copy.deepcopy(item)
+            order.append(item[key])
+    return [by_key[k] for k in order]
+
+
+def load_yaml(path: Path) -> dict:
+    doc = yaml.safe_load(path.read_text())
+    assert isinstance(doc, dict), f"{path}: expected a mapping at the top"
+    return doc
+
+
+def included_files(root: dict) -> list[Path]:
+    files = []
+    for pattern in root.get("include", []):
+        matched = sorted(Path(p) for p in glob.glob(str(REPO / pattern)))
+        assert matched, f"include glob {pattern!r} matches no file"
+        files += matched
+    return files
+
+
+def load_bundle() -> dict:
+    """databricks.yml with its includes merged in (targets not applied)."""
+    root = load_yaml(ROOT_FILE)
+    merged = copy.deepcopy(root)
+    seen: dict[tuple[str, str], Path] = {}
+    for path in included_files(root):
+        doc = load_yaml(path)
+        assert "bundle" not in doc and "include" not in doc, f"{path}: only databricks.yml may set bundle/include"
+        for kind, items in (doc.get("resources") or {}).items():
+            for name in items:
+                assert (kind, name) not in seen, f"resources.{kind}.{name} defined in {seen[(kind, name)]} and {path}"
+                seen[(kind, name)] = path
+        for name in doc.get("artifacts") or {}:
+            assert ("artifacts", name) not in seen, f"artifact {name} defined twice"
+            seen[("artifacts", name)] = path
+        merged = merge(merged, doc)
+    return merged
+
+
+def target_config(bundle: dict, target: str) -> dict:
+    """The configuration a target deploys: the bundle with the target's overrides applied."""
+    overrides = copy.deepcopy(bundle["targets"][target] or {})
+    config = {k: copy.deepcopy(v) for k, v in bundle.items() if k != "targets"}
+    for name, value in (overrides.pop("variables", None) or {}).items():
+        assert name in config["variables"], f"target {target} sets undeclared variable {name}"
+        value = value if isinstance(value, dict) else {"default": value}
+        config["variables"][name] = merge(config["variables"][name], value)
+    # mode/default/cluster_id are the target's own settings, not root configuration.
+    for key in ("mode", "default", "cluster_id", "compute_id"):
+        overrides.pop(key, None)
+    return merge(config, overrides)
+
+
+def resolve(value, refs: dict[str, str]):
+    """Substitute ${var.x}, ${workspace.*} and ${bundle.*} as the CLI would for one target."""
+    if isinstance(value, dict):
+        return {k: resolve(v, refs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, refs) for v in value]
+    if not isinstance(value, str):
+        return value
+    for _ in range(10):  # variable values may reference other values
+        new = re.sub(r"\$\{([\w.\-]+)\}", lambda m: _lookup(m.group(1), refs), value)
+        if new == value:
+            return new
+        value = new
+    raise AssertionError(f"circular reference in {value!r}")
+
+
+def _lookup(ref: str, refs: dict[str, str]) -> str:
+    assert ref in refs, f"${{{ref}}} refers to nothing the bundle defines"
+    return str(refs[ref])
+
+
+def references(config: dict, target: str, workspace: dict[str, str] = WORKSPACE) -> dict[str, str]:
+    """Every ${...} a target's configuration may use, resolved: var.*, workspace.*, bundle.*."""
+    refs = {**workspace, "bundle.target": target}
+    missing = [n for n, spec in config["variables"].items() if spec.get("default") is None]
+    assert not missing, f"variables without a value in target {target}: {missing}"
+    refs.update({f"var.{n}": str(spec["default"]) for n, spec in config["variables"].items()})
+    return {k: resolve(v, refs) for k, v in refs.items()}
+
+
+def variable_values(config: dict, target: str, workspace: dict[str, str] = WORKSPACE) -> dict[str, str]:
+    refs = references(config, target, workspace)
+    return {k[4:]: v for k, v in refs.items() if k.startswith("var.")}
+
+
+def jobs_of(config: dict) -> dict:
+    return config.get("resources", {}).get("jobs", {})
+
+
+# --------------------------------------------------------------------------- schema
+
+def _python_pattern(go_pattern: str) -> str:
+    """The schema's patterns are Go regexps; Python's `re` has no \\p{L} / \\p{N} classes."""
+    return (go_pattern.replace(r"[\p{L}\p{N}]", r"[^\W_]")
+            .replace(r"\p{L}", r"[^\W\d_]")
+            .replace(r"\p{N}", r"\d"))
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not re.search(_python_pattern(pattern), instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@pytest.fixture(scope="module")
+def validator():
+    import json
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    base = validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls = validators.extend(base, {"pattern": _pattern})
+    cls.check_schema(schema, format_checker=None)  # (its Go regexps are not Python `regex` format)
+    return cls(schema)
+
+
+def schema_errors(validator, config: dict) -> list[str]:
+    """Every failure as "path: message", down to the leaves of oneOf alternatives."""
+    def leaves(error):
+        if not error.context:
+            yield error
+        for sub in error.context:
+            yield from leaves(sub)
+
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for top in validator.iter_errors(config) for e in leaves(top)]
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_bundle()
+
+
+# --------------------------------------------------------------------------- tests: schema and targets
+
+def test_every_target_merges_and_validates_against_the_bundle_schema(bundle, validator):
+    assert set(bundle["targets"]) == {"dev", "prod"}
+    assert schema_errors(validator, bundle) == []
+    for target in bundle["targets"]:
+        config = target_config(bundle, target)
+        assert schema_errors(validator, config) == [], target
+        assert jobs_of(config), f"{target} deploys no job"
+
+
+def test_the_validator_rejects_a_broken_bundle(bundle, validator):
+    """The check above would catch real mistakes: a wrong type, an unknown key, a bad reference."""
+    config = target_config(bundle, "dev")
+    ok = copy.deepcopy(config)
+    assert schema_errors(validator, ok) == []
+    cluster = config["resources"]["jobs"][PIPELINE]["job_clusters"][0]["new_cluster"]
+    assert cluster["num_workers"] == "${var.cpu_workers}"  # a reference is accepted for an int ...
+    cluster["num_workers"] = "two"  # ... a word is not
+    task = config["resources"]["jobs"][PIPELINE]["tasks"][0]
+    task["python_wheel_task"]["entrypoint"] = task["python_wheel_task"].pop("entry_point")  # typo
+    errors = schema_errors(validator, config)
+    assert any("num_workers" in e for e in errors), errors
+    assert any("python_wheel_task" in e and "'entrypoint' was unexpected" in e for e in errors), errors
+    assert any("python_wheel_task" in e and "'entry_point' is a required property" in e for e in errors), errors
+
+
+def test_databricks_yml_holds_only_bundle_include_variables_targets(bundle):
+    root = load_yaml(ROOT_FILE)
+    assert set(root) == {"bundle", "include", "variables", "targets"}
+    assert root["bundle"]["name"] == "lakerec"
+    for name, spec in root["variables"].items():
+        assert isinstance(spec, dict) and spec.get("description", "").strip(), f"variable {name} has no description"
+    assert {"catalog", "schema", "raw_path", "experiment", "model_name"} <= set(root["variables"])
+    for path in included_files(root):
+        doc = load_yaml(path)
+        jobs = (doc.get("resources") or {}).get("jobs") or {}
+        if jobs:  # one job per file, named after it
+            assert len(jobs) == 1 and path.name == f"{next(iter(jobs))}.job.yml", path
+
+
+def test_dev_is_the_default_development_target_with_a_schema_per_user(bundle):
+    dev = bundle["targets"]["dev"]
+    assert dev["mode"] == "development" and dev["default"] is True
+    assert "run_as" not in dev  # development runs as the developer
+    config = target_config(bundle, "dev")
+    mine = variable_values(config, "dev")["schema"]
+    theirs = variable_values(config, "dev", {**WORKSPACE, "workspace.current_user.short_name": "someone_else"})
+    assert mine.endswith("_jdoe") and theirs["schema"].endswith("_someone_else")
+
+
+def test_prod_is_production_with_root_path_run_as_and_permissions(bundle):
+    prod = bundle["targets"]["prod"]
+    assert prod["mode"] == "production" and not prod.get("default")
+    assert prod["workspace"]["root_path"].startswith("/Workspace/")
+    assert prod["run_as"] == {"service_principal_name": "${var.service_principal}"}
+    levels = {(p.get("service_principal_name") or p.get("group_name") or p.get("user_name"), p["level"])
+              for p in prod["permissions"]}
+    assert ("${var.service_principal}", "CAN_MANAGE") in levels
+    assert any(level == "CAN_VIEW" for _, level in levels)
+    values = variable_values(target_config(bundle, "prod"), "prod")
+    assert values["schema"] == "aliccp"  # a fixed, shared schema
+
+
+# --------------------------------------------------------------------------- tests: the workflow
+
+def test_pipeline_runs_ingest_filter_train_evaluate_recommend_in_order(bundle):
+    job = jobs_of(target_config(bundle, "dev"))[PIPELINE]
+    tasks = {t["task_key"]: t for t in job["tasks"]}
+    assert set(tasks) == set(PIPELINE_ORDER)
+    for before, after in zip(PIPELINE_ORDER, PIPELINE_ORDER[1:]):
+        assert [d["task_key"] for d in tasks[after]["depends_on"]] == [before]
+    assert "depends_on" not in tasks["ingest"]
+    assert job["max_concurrent_runs"] == 1
+
+
+def test_spark_steps_on_a_cpu_ml_runtime_and_training_on_a_single_node_gpu_cluster(bundle):
+    config = target_config(bundle, "dev")
+    for name, job in jobs_of(config).items():
+        clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job["job_clusters"]}
+        for task in job["tasks"]:
+            cluster = clusters[task["job_cluster_key"]]
+            key = task["task_key"]
+            gpu = key in GPU_TASKS or "notebook_task" in task
+            assert cluster["spark_version"] == (GPU_RUNTIME if gpu else CPU_RUNTIME), (name, key)
+            if gpu:
+                # Petastorm's cache is on the node's local disk (conf/databricks.yml): one node.
+                assert cluster["num_workers"] == 0, (name, key)
+                assert cluster["spark_conf"]["spark.databricks.cluster.profile"] == "singleNode"
+                assert cluster["custom_tags"]["ResourceClass"] == "SingleNode"
+                assert cluster["spark_env_vars"]["TF_USE_LEGACY_KERAS"] == "1"
+                assert {"requirements": "../requirements-databricks.txt"} in task["libraries"], (name, key)
+            assert {"whl": "../dist/*.whl"} in task["libraries"], (name, key)
+    gpu_node = variable_values(config, "dev")["gpu_node_type"]
+    assert gpu_node.startswith("Standard_NC"), gpu_node  # an Azure GPU VM
+    conf = load_yaml(REPO / "conf" / "databricks.yml")
+    assert conf["train"]["petastorm_cache"].startswith("file:///local_disk0/")
+
+
+def test_every_file_a_task_points_to_exists_relative_to_its_file():
+    root = load_yaml(ROOT_FILE)
+    files = [ROOT_FILE, *included_files(root)]
+    outputs = set()  # what the artifacts build: <path>/dist/*.whl, path relative to its file
+    for path in files:
+        for name, artifact in (load_yaml(path).get("artifacts") or {}).items():
+            assert artifact["type"] == "whl"
+            source = (path.parent / artifact["path"]).resolve()
+            assert (source / "pyproject.toml").is_file(), f"artifact {name}: no pyproject.toml in {source}"
+            assert "--wheel-dir dist" in artifact["build"]
+            outputs.add(source / "dist" / "*.whl")
+    assert outputs
+    checked = 0
+    for path in files:
+        doc = load_yaml(path)
+        jobs = dict((doc.get("resources") or {}).get("jobs") or {})
+        for target in (doc.get("targets") or {}).values():
+            jobs.update(((target or {}).get("resources") or {}).get("jobs") or {})
+        for job in jobs.values():
+            for task in job.get("tasks", []):
+                for kind, key in (("spark_python_task", "python_file"), ("notebook_task", "notebook_path")):
+                    if kind in task:
+                        file = path.parent / task[kind][key]
+                        assert file.is_file(), f"{path.name}: {task['task_key']}: {file} does not exist"
+                        checked += 1
+                        if kind == "notebook_task":
+                            assert file.read_text().startswith("# Databricks notebook source\n"), file
+                for lib in task.get("libraries", []):
+                    if "requirements" in lib:
+                        assert (path.parent / lib["requirements"]).is_file(), lib
+                        checked += 1
+                    if "whl" in lib:
+                        whl = (path.parent / lib["whl"]).resolve()
+                        # Built at deploy time: it must be an artifact's output.
+                        assert whl in outputs, f"{lib['whl']} is not what an artifact builds ({outputs})"
+                        checked += 1
+    assert checked >= 10
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def test_every_wheel_entry_point_is_a_console_script_with_a_real_main(bundle):
+    project = _pyproject()["project"]
+    scripts = project["scripts"]
+    used = set()
+    for job in jobs_of(target_config(bundle, "prod")).values():
+        for task in job["tasks"]:
+            if "python_wheel_task" in task:
+                wheel_task = task["python_wheel_task"]
+                assert wheel_task["package_name"] == project["name"]
+                used.add(wheel_task["entry_point"])
+    assert used == {f"lakerec-{t}" for t in PIPELINE_ORDER}
+    for name, target in scripts.items():
+        module, func = target.split(":")
+        main = getattr(importlib.import_module(module), func)
+        assert callable(main) and func == "main", name
+        assert module == f"jobs.{name.removeprefix('lakerec-')}", name
+    assert used <= set(scripts)
+
+
+class _Parsed(Exception):
+    """Raised from config_from_args: the task's argv parsed, here is the config it yields."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+
+def run_entry_point(monkeypatch, entry_point: str, argv: list[str]):
+    """Run a console script's main() up to the point where it has its Config; return it."""
+    from lakerec import cli
+
+    real = cli.config_from_args
+
+    def capture(args, **overrides):
+        raise _Parsed(real(args, **overrides))
+
+    def run_main(stage, fn):
+        try:
+            fn()
+        except _Parsed:
+            raise
+        raise AssertionError(f"{stage} did not build its config from its flags")
+
+    monkeypatch.setattr(cli, "config_from_args", capture)
+    monkeypatch.setattr(cli, "run_main", run_main)
+    module, func = _pyproject()["project"]["scripts"][entry_point].split(":")
+    try:
+        getattr(importlib.import_module(module), func)(argv)
+    except _Parsed as parsed:
+        return parsed.cfg
+    except SystemExit as e:  # argparse refused the parameters
+        raise AssertionError(f"{entry_point} {argv}: the job's parser refused them (exit {e.code})") from None
+    raise AssertionError(f"{entry_point} returned without building a config")
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_task_parameters_parse_with_the_jobs_parsers_into_the_target_config(bundle, target, monkeypatch):
+    config = target_config(bundle, target)
+    values = variable_values(config, target)
+    database = f"{values['catalog']}.{values['schema']}"
+    job = resolve(jobs_of(config)[PIPELINE], references(config, target))
+    for task in job["tasks"]:
+        wheel_task = task["python_wheel_task"]
+        cfg = run_entry_point(monkeypatch, wheel_task["entry_point"], wheel_task["parameters"])
+        assert cfg.target == "databricks"
+        assert cfg.database == database, task["task_key"]
+        assert cfg.lake == f"{values['lake_root']}/{values['schema']}"
+        assert cfg.spark.master is None and cfg.spark.local_metastore is False
+        assert cfg.tracking_uri == "databricks"
+        assert cfg.mlflow.experiment == values["experiment"]
+        if task["task_key"] == "ingest":
+            assert cfg.raw == values["raw_path"]
+    # Each target's schema is its own: dev and prod never write the same tables.
+    other = "dev" if target == "prod" else "prod"
+    assert values["schema"] != variable_values(target_config(bundle, other), other)["schema"]
+
+
+def notebook_parameter_defaults(path: Path) -> dict[str, str]:
+    """The keyword arguments of the notebook's `parameters(...)` call (its widgets)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "parameters":
+            return {kw.arg: ast.literal_eval(kw.value) if isinstance(kw.value, ast.Constant) else None
+                    for kw in node.keywords}
+    raise AssertionError(f"{path}: no parameters(...) call")
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_notebook_job_passes_widgets_the_notebook_declares_and_registers_in_unity_catalog(bundle, target):
+    from lakerec import notebook
+
+    config = target_config(bundle, target)
+    values = variable_values(config, target)
+    job = resolve(jobs_of(config)["lakerec_train_notebook"], references(config, target))
+    (task,) = job["tasks"]
+    path = REPO / "notebooks" / "02_train.py"
+    declared = notebook_parameter_defaults(path)
+    given = task["notebook_task"]["base_parameters"]
+    assert set(given) <= set(declared), set(given) - set(declared)
+    cfg = notebook.config({**{k: "" for k in declared}, **given})
+    assert cfg.database == f"{values['catalog']}.{values['schema']}"
+    assert cfg.mlflow.registered_model == f"{values['catalog']}.{values['schema']}.{values['model_name']}"
+    assert cfg.mlflow.experiment == values["experiment"] and cfg.tracking_uri == "databricks"
+    assert cfg.train.epochs == int(given["epochs"])
+
+
+# --------------------------------------------------------------------------- tests: config, requirements, wheel
+
+def test_databricks_conf_uses_the_platform_session_catalog_and_mlflow():
+    from lakerec.config import load_config
+
+    cfg = load_config(REPO / "conf" / "databricks.yml", database="main.lakerec_ci")
+    assert cfg.target == "databricks"
+    assert cfg.database == "main.lakerec_ci" and cfg.table("samples") == "main.lakerec_ci.samples"
+    assert cfg.spark.master is None and cfg.spark.local_metastore is False
+    assert cfg.tracking_uri == "databricks"
+    assert (cfg.filter.min_item_count, cfg.filter.min_user_count) == (501, 51)  # the full data's thresholds
+    assert load_config(REPO / "conf" / "databricks.yml").database.count(".") == 1  # catalog.schema fall-back
+
+
+def _requirement_lines(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def test_databricks_requirements_are_the_local_pins_without_pyspark_and_delta():
+    local = _requirement_lines(REPO / "requirements.txt")
+    assert any(ln.startswith("pyspark==") for ln in local) and any(ln.startswith("delta-spark==") for ln in local)
+    expected = [ln for ln in local if not re.match(r"(pyspark|delta-spark)\s*==", ln)]
+    assert _requirement_lines(REPO / "requirements-databricks.txt") == expected
+
+
+def test_wheel_builds_with_the_entry_points_sql_files_and_no_runtime_dependencies(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("lakerec", "jobs"):
+        shutil.copytree(REPO / name, src / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "requirements.txt"):
+        shutil.copy(REPO / name, src / name)
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+         "--wheel-dir", str(tmp_path / "dist"), str(src)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("lakerec-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = zf.read(info).decode()
+        metadata = zf.read(info.replace("entry_points.txt", "METADATA")).decode()
+    sql_here = {str(p.relative_to(REPO)) for p in (REPO / "lakerec" / "sql").rglob("*.sql")}
+    assert sql_here and sql_here <= names
+    assert {"jobs/train.py", "lakerec/train/pipeline.py", "lakerec/notebook.py"} <= names
+    assert not any(n.startswith(("tests/", "notebooks/", "conf/")) for n in names)
+    scripts = dict(re.findall(r"^(lakerec-[\w-]+) = (\S+)$", entry_points, re.M))
+    assert scripts == _pyproject()["project"]["scripts"]
+    requires = re.findall(r"^Requires-Dist: (.+)$", metadata, re.M)
+    assert requires and all('extra == "local"' in r for r in requires), requires  # nothing for Databricks
+    assert any(r.startswith("pyspark==") for r in requires)  # the local extra is requirements.txt
