@@ -8,8 +8,9 @@ feature set, trains the same model (same seed, batch size and step count) twice,
 side in one run:
     petastorm   the production feed: make_spark_converter -> make_tf_dataset (shuffled,
                 endless), exactly as jobs.train reads train_interactions
-    in-memory   the same rows, read once into numpy, as
-                tf.data.Dataset.from_tensor_slices(...).shuffle().repeat().batch()
+    in-memory   the same rows, read once into numpy, through the same tf.data steps
+                (from_tensor_slices -> shuffle -> batch -> the same unpacking map):
+                lakerec.train.data.in_memory_dataset
 The first epoch (tracing, pipeline fill) is not timed; the second is. Each feed runs
 twice, alternating, and the better of its two runs counts. Prints examples/s and the
 ratio petastorm / in-memory (target >= 0.8).
@@ -102,16 +103,14 @@ def main(argv=None) -> None:
                 tf.keras.utils.set_random_seed(1)
                 return build_model(spec, tc, probs)
 
-            with data.converted(spark, tables["train_interactions"].select(*cols), cfg) as conv:
-                petastorm = data.dataset_factory(conv, cols, lengths, args.batch_size, shuffle_buffer=tc.shuffle_buffer,
+            with data.converted(spark, tables["train_interactions"], cfg, cols, lengths) as feed:
+                petastorm = data.dataset_factory(feed, args.batch_size, shuffle_buffer=tc.shuffle_buffer,
                                                  workers=args.workers, seed=1)
-                rows = data.read_all(conv, cols, lengths)
+                rows = data.read_all(feed)
 
                 @contextlib.contextmanager
                 def in_memory():
-                    ds = (tf.data.Dataset.from_tensor_slices(rows).shuffle(tc.shuffle_buffer, seed=1).repeat()
-                          .batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
-                    yield ds
+                    yield data.in_memory_dataset(feed, rows, args.batch_size, tc.shuffle_buffer, seed=1)
 
                 rates = {"petastorm": [], "in-memory": []}
                 for _ in range(2):

@@ -4,10 +4,14 @@ The training rows never pass through the driver's memory as a whole: Petastorm
 materialises the selected columns as Parquet in the lake's cache folder once, and each
 reader streams row groups from there (and can read one shard of them per worker).
 
-    with converted(spark, df, cfg) as conv:                  # conv.delete() on exit
-        factory = dataset_factory(conv, spec.training_columns(), lengths, batch_size=1024)
-        with factory() as ds:                                 # endless, shuffled
+    with converted(spark, df, cfg, columns, lengths) as feed:   # conv.delete() on exit
+        factory = dataset_factory(feed, batch_size=1024)
+        with factory() as ds:                                     # endless, shuffled
             ...
+
+Fixed-length array columns of one element type travel packed into one array column
+(`concat` in Spark, slices in TensorFlow): Petastorm turns every array cell into its own
+numpy array in Python, so ten history columns cost ten times the decoding of one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
@@ -31,6 +36,32 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyarrow(\.|$)")
 
 DatasetFactory = Callable[[], ContextManager["object"]]
+PACKED_PREFIX = "packed_"  # no leading underscore: Petastorm rows are namedtuples
+
+
+@dataclass
+class Feed:
+    """A materialised DataFrame and how to read it back as feature dicts.
+
+    Attributes:
+        converter: the Petastorm SparkDatasetConverter.
+        columns: the feature columns, in order.
+        lengths: fixed length of each array column.
+        packed: packed column -> the array columns it holds, in order.
+    """
+
+    converter: object
+    columns: list[str]
+    lengths: dict[str, int]
+    packed: dict[str, list[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.converter)
+
+    @property
+    def stored_columns(self) -> list[str]:
+        packed = {c for cols in self.packed.values() for c in cols}
+        return [c for c in self.columns if c not in packed] + list(self.packed)
 
 
 def petastorm_cache_url(cfg: Config) -> str:
@@ -40,6 +71,24 @@ def petastorm_cache_url(cfg: Config) -> str:
     path = cfg.lake_path / "petastorm_cache"
     path.mkdir(parents=True, exist_ok=True)
     return path.as_uri()
+
+
+def pack_arrays(df, columns: list[str], lengths: dict[str, int]):
+    """(df with the array columns of each element type concatenated, the packing)."""
+    from pyspark.sql import functions as F
+
+    types = dict(df.dtypes)
+    groups: dict[str, list[str]] = {}
+    for c in columns:
+        if c in lengths:
+            groups.setdefault(types[c], []).append(c)
+    packed = {}
+    out = [F.col(c) for c in columns if c not in lengths]
+    for dtype, cols in groups.items():
+        name = PACKED_PREFIX + dtype.replace("array<", "").replace(">", "")
+        packed[name] = cols
+        out.append(F.concat(*cols).alias(name) if len(cols) > 1 else F.col(cols[0]).alias(name))
+    return df.select(*out), packed
 
 
 def make_converter(spark, df, cfg: Config):
@@ -81,34 +130,44 @@ def fill_missing(df, columns: list[str], lengths: dict[str, int]):
 
 
 @contextlib.contextmanager
-def converted(spark, df, cfg: Config) -> Iterator[object]:
-    """`make_converter` that deletes the materialised copy on exit, also after an error."""
-    conv = make_converter(spark, df, cfg)
+def converted(spark, df, cfg: Config, columns: list[str], lengths: dict[str, int]) -> Iterator[Feed]:
+    """Materialise `columns` of `df` (NULLs filled, arrays packed) for Petastorm.
+
+    Yields:
+        A Feed; the materialised copy is deleted on exit, also after an error.
+    """
+    filled = fill_missing(df, columns, lengths)
+    stored, packed = pack_arrays(filled, columns, lengths)
+    conv = make_converter(spark, stored, cfg)
     try:
-        yield conv
+        yield Feed(conv, list(columns), dict(lengths), packed)
     finally:
         conv.delete()
 
 
-def _as_dict(columns: list[str], lengths: dict[str, int]):
+def _as_dict(feed: Feed):
     import tensorflow as tf
 
     def to_dict(batch):
         out = {}
-        for name in columns:
+        for name in feed.stored_columns:
             t = getattr(batch, name)
-            if name in lengths:  # Petastorm knows arrays only as [None, None]
-                t = tf.ensure_shape(t, [None, lengths[name]])
-            out[name] = t
-        return out
+            if name in feed.packed:  # slice the packed arrays apart again
+                parts = feed.packed[name]
+                t = tf.ensure_shape(t, [None, sum(feed.lengths[c] for c in parts)])
+                start = 0
+                for c in parts:
+                    out[c] = t[:, start:start + feed.lengths[c]]
+                    start += feed.lengths[c]
+            else:
+                out[name] = t
+        return {c: out[c] for c in feed.columns}
 
     return to_dict
 
 
 def dataset_factory(
-    conv,
-    columns: list[str],
-    lengths: dict[str, int],
+    feed: Feed,
     batch_size: int,
     *,
     num_epochs: int | None = None,
@@ -125,9 +184,7 @@ def dataset_factory(
     runs (a barrier task opens its own shard with `cur_shard`/`shard_count`).
 
     Args:
-        conv: a Petastorm SparkDatasetConverter.
-        columns: the columns to read, in order.
-        lengths: fixed length of each array column.
+        feed: what `converted` yields.
         batch_size: rows per batch.
         num_epochs: passes over the data; None repeats forever (training).
         shuffle: shuffle row groups and rows (off for evaluation order stability).
@@ -144,31 +201,55 @@ def dataset_factory(
 
     @contextlib.contextmanager
     def factory():
-        with conv.make_tf_dataset(
+        with feed.converter.make_tf_dataset(
             batch_size=batch_size,
             num_epochs=num_epochs,
             workers_count=workers,
             shuffling_queue_capacity=shuffle_buffer if shuffle else 0,
             **reader_kwargs,
         ) as ds:
-            yield ds.map(_as_dict(list(columns), lengths), num_parallel_calls=tf.data.AUTOTUNE)
+            yield ds.map(_as_dict(feed), num_parallel_calls=tf.data.AUTOTUNE)
 
     return factory
 
 
-def read_all(conv, columns: list[str], lengths: dict[str, int], batch_size: int = 65_536) -> dict[str, np.ndarray]:
-    """Every row of a (catalogue-sized) converter as numpy arrays, in a stable order.
+def in_memory_dataset(feed: Feed, rows: dict[str, np.ndarray], batch_size: int, shuffle_buffer: int = 10_000,
+                      seed: int | None = None):
+    """The same feature-dict batches as `dataset_factory`, from rows held in memory.
+
+    Rows travel in the feed's stored layout (arrays packed) through the same shuffle,
+    batch and unpacking steps, so only the source differs from the Petastorm pipeline:
+    the baseline of bench/train_feed.py.
+    """
+    import collections
+
+    import tensorflow as tf
+
+    stored = {c: rows[c] for c in feed.stored_columns if c not in feed.packed}
+    for name, cols in feed.packed.items():
+        stored[name] = np.concatenate([rows[c] for c in cols], axis=1)
+    Row = collections.namedtuple("Row", list(stored))
+    ds = tf.data.Dataset.from_tensor_slices(Row(**stored))
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed)
+    ds = ds.repeat().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.map(_as_dict(feed), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def read_all(feed: Feed, batch_size: int = 65_536) -> dict[str, np.ndarray]:
+    """Every row of a (catalogue-sized) feed as numpy arrays, in a stable order.
 
     Used for tables that are needed whole in memory anyway (the item catalogue that the
     index holds, the user vocabulary the export maps ids with), never for training rows.
     """
-    factory = dataset_factory(conv, columns, lengths, batch_size, num_epochs=1, shuffle=False, workers=1)
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    factory = dataset_factory(feed, batch_size, num_epochs=1, shuffle=False, workers=1)
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in feed.columns}
     with factory() as ds:
         for batch in ds:
-            for c in columns:
+            for c in feed.columns:
                 parts[c].append(batch[c].numpy())
-    return {c: (np.concatenate(v) if v else np.zeros((0,) + ((lengths[c],) if c in lengths else ()))) for c, v in parts.items()}
+    empty = {c: np.zeros((0,) + ((feed.lengths[c],) if c in feed.lengths else ())) for c in feed.columns}
+    return {c: (np.concatenate(v) if v else empty[c]) for c, v in parts.items()}
 
 
 def cache_dir_path(cfg: Config) -> Path | None:

@@ -58,7 +58,7 @@ def validate_train_conf(tc: TrainConf) -> None:
     problems = []
     if tc.features not in FEATURE_SETS:
         problems.append(f"--features must be one of {', '.join(FEATURE_SETS)} (got {tc.features!r})")
-    for name in ("epochs", "batch_size", "embedding_dim", "eval_batch_size", "reader_workers"):
+    for name in ("epochs", "batch_size", "embedding_dim", "eval_batch_size", "reader_workers", "workers"):
         if getattr(tc, name) < 1:
             problems.append(f"train.{name} (--{name.replace('_', '-')}) must be at least 1 (got {getattr(tc, name)})")
     if not tc.temperature > 0:
@@ -99,8 +99,8 @@ def load_items(spark, cfg: Config, item_vocab, spec) -> dict[str, np.ndarray]:
     from lakerec.train import data
 
     cols = ["item_id"] + spec.candidate_columns()
-    with data.converted(spark, item_vocab.select(*cols), cfg) as conv:
-        items = data.read_all(conv, cols, spec.array_lengths())
+    with data.converted(spark, item_vocab, cfg, cols, spec.array_lengths()) as feed:
+        items = data.read_all(feed)
     order = np.argsort(items["item_index"], kind="stable")
     items = {k: v[order] for k, v in items.items()}
     if not np.array_equal(items["item_index"], np.arange(1, len(order) + 1)):
@@ -114,8 +114,8 @@ def load_items(spark, cfg: Config, item_vocab, spec) -> dict[str, np.ndarray]:
 def load_users(spark, cfg: Config, user_vocab) -> tuple[np.ndarray, np.ndarray]:
     from lakerec.train import data
 
-    with data.converted(spark, user_vocab.select("user_id", "user_index"), cfg) as conv:
-        users = data.read_all(conv, ["user_id", "user_index"], {})
+    with data.converted(spark, user_vocab, cfg, ["user_id", "user_index"], {}) as feed:
+        users = data.read_all(feed)
     return users["user_id"], users["user_index"]
 
 
@@ -257,6 +257,9 @@ def train(
 ) -> dict:
     """Train (or resume) a two-tower model on cfg.database's tables; export, register, evaluate.
 
+    With `train.workers` = N > 1 the fit runs on N Spark barrier tasks, each reading one
+    shard (lakerec/train/distributed.py); the rest runs on the driver as with one worker.
+
     Args:
         spark: the session.
         cfg: configuration; `cfg.train` holds the training settings (already with flags).
@@ -267,7 +270,8 @@ def train(
         epochs: with resume, the new total epoch count.
         protocol: the name of the protocol the settings came from (recorded, and checked
             against the split the tables were written with).
-        callbacks: extra Keras callbacks (run after each epoch's checkpoint is written).
+        callbacks: extra Keras callbacks (run after each epoch's checkpoint is written); with
+            `train.workers` > 1 they run in every worker (pickled into the Spark tasks).
         evaluate_after: evaluate on test_interactions at the end.
 
     Returns:
@@ -276,7 +280,7 @@ def train(
     import mlflow
     import tensorflow as tf
 
-    from lakerec.train import data, export, loop, plots, tracking
+    from lakerec.train import data, distributed, export, loop, plots, tracking
     from lakerec.train.callbacks import MlflowEpochMetrics, Monitor
     from lakerec.train.evaluate import Catalogue, candidate_matrix
     from lakerec.train.features import build_spec
@@ -286,13 +290,16 @@ def train(
     state: dict = {}
     if resume:
         run_name, state = _find_resumable(root, cfg.database, run_name)
-        stored = {k: v for k, v in state["train"].items() if k in {f.name for f in dataclasses.fields(TrainConf)}}
+        # The run's settings, except where it runs (workers, GPU): those come from this invocation.
+        stored = {k: v for k, v in state["train"].items()
+                  if k in {f.name for f in dataclasses.fields(TrainConf)} and k not in ("workers", "gpu")}
         if epochs is not None:
             stored["epochs"] = epochs
         cfg = override(cfg, **{f"train__{k}": v for k, v in stored.items()})
         protocol = state.get("protocol")
     tc = cfg.train
     validate_train_conf(tc)
+    distributed.check_cluster(spark, tc)
     if not run_name:
         run_name = f"{tc.features}-d{tc.embedding_dim}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     ckpt_dir = root / run_name
@@ -337,24 +344,44 @@ def train(
                  run_name, cfg.database, f"{n_train:,}", spec.num_users - 1, spec.num_items - 1,
                  tc.features, tc.epochs, steps, tc.batch_size)
 
-        train_df = data.fill_missing(tables["train_interactions"], spec.training_columns(), spec.array_lengths())
-        with data.converted(spark, train_df, cfg) as conv:
-            factory = data.dataset_factory(
-                conv, spec.training_columns(), spec.array_lengths(), tc.batch_size,
-                shuffle_buffer=tc.shuffle_buffer, workers=tc.reader_workers, seed=tc.seed,
-            )
-            model, fit_result = loop.fit(
-                factory,
-                lambda: build_model(spec, tc, probabilities),
-                loop.FitParams(epochs=tc.epochs, steps_per_epoch=steps, batch_size=tc.batch_size),
-                checkpoint_dir=ckpt_dir,
-                resume=resume,
-                callbacks=[
-                    Monitor(item_features, spec.num_items, sample, spec.query_columns(), max(tc.ks)),
-                    MlflowEpochMetrics(),
-                    *callbacks,
-                ],
-            )
+        train_rows = tables["train_interactions"]
+        if tc.workers > 1:  # each barrier task reads one of N even Petastorm shards
+            train_rows = distributed.even_shards(train_rows, tc.workers)
+        with data.converted(spark, train_rows, cfg, spec.training_columns(),
+                            spec.array_lengths()) as feed:
+            params = loop.FitParams(epochs=tc.epochs, steps_per_epoch=steps, batch_size=tc.batch_size)
+            if tc.workers > 1:
+                # The chief monitors; the driver logs its epochs to MLflow once the workers are done.
+                model, fit_result = distributed.fit_on_workers(
+                    feed,
+                    lambda: build_model(spec, tc, probabilities),
+                    params,
+                    distributed.ShardSettings(tc.batch_size, tc.shuffle_buffer, tc.reader_workers, tc.seed),
+                    ckpt_dir,
+                    workers=tc.workers,
+                    gpu=tc.gpu,
+                    resume=resume,
+                    chief_callbacks=lambda: [
+                        Monitor(item_features, spec.num_items, sample, spec.query_columns(), max(tc.ks))],
+                    callbacks=callbacks,
+                    driver_callbacks=[MlflowEpochMetrics()],
+                )
+            else:
+                factory = data.dataset_factory(
+                    feed, tc.batch_size, shuffle_buffer=tc.shuffle_buffer, workers=tc.reader_workers, seed=tc.seed,
+                )
+                model, fit_result = loop.fit(
+                    factory,
+                    lambda: build_model(spec, tc, probabilities),
+                    params,
+                    checkpoint_dir=ckpt_dir,
+                    resume=resume,
+                    callbacks=[
+                        Monitor(item_features, spec.num_items, sample, spec.query_columns(), max(tc.ks)),
+                        MlflowEpochMetrics(),
+                        *callbacks,
+                    ],
+                )
         k = max(tc.ks)
         history = _metric_history(run_id, ["loss", f"monitor/recall_at_{k}", f"monitor/top{k}_accuracy"])
         losses = history.get("mean_loss", [])
@@ -423,16 +450,13 @@ def evaluate_run(spark, cfg: Config, run_id: str | None = None, *, catalogue=Non
     keys = ["query_key", "item_id", "item_index", "is_cold_user", "is_cold_item"]
     cols = spec.serving_columns()
     wanted = list(dict.fromkeys(keys + cols))
-    df = data.fill_missing(test.select("*", query_key_column()), wanted, spec.array_lengths())
     # A fixed row order (sorted, so Petastorm's files and row groups come in key order):
     # batch composition can move float round-off, and reruns must give the same numbers.
-    df = df.orderBy("query_key", "item_id", "item_index")
+    df = test.select("*", query_key_column()).orderBy("query_key", "item_id", "item_index")
     start = time.monotonic()
-    with data.converted(spark, df, cfg) as conv:
-        # One reader thread: the same batches in the same order every time, so a rerun
-        # reproduces the numbers bit for bit (batch composition can move float round-off).
-        factory = data.dataset_factory(conv, wanted, spec.array_lengths(), cfg.train.eval_batch_size,
-                                       num_epochs=1, shuffle=False, workers=1)
+    with data.converted(spark, df, cfg, wanted, spec.array_lengths()) as feed:
+        # One reader thread: the same batches in the same order every time.
+        factory = data.dataset_factory(feed, cfg.train.eval_batch_size, num_epochs=1, shuffle=False, workers=1)
         with factory() as ds:
             rows = collect_ranks(module.query_embeddings, cols, module.candidates.numpy(), ds)
     result = evaluate(rows, catalogue, cfg.train.ks, cfg.train.seed)
@@ -518,9 +542,9 @@ def recommend(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> di
     users = users_frame(tables, spec)
     cols = spec.serving_columns()
     parts = []
-    with data.converted(spark, users, cfg) as conv:
-        factory = data.dataset_factory(conv, cols, spec.array_lengths(), cfg.train.eval_batch_size,
-                                       num_epochs=1, shuffle=False, workers=cfg.train.reader_workers)
+    with data.converted(spark, users, cfg, cols, spec.array_lengths()) as feed:
+        factory = data.dataset_factory(feed, cfg.train.eval_batch_size, num_epochs=1, shuffle=False,
+                                       workers=cfg.train.reader_workers)
         with factory() as ds:
             for batch in ds:
                 out = module.recommend(batch, tf.constant(k, tf.int32))
