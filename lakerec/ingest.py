@@ -1,11 +1,12 @@
 """Ingest raw Ali-CCP files into Delta tables, losslessly, accounting for every line.
 
-For each split: the common-features file first (user_contexts, common_features), then the
-skeleton (samples, skeleton_features), whose keys are checked against the common lines just
-written; rejected lines of both go to quarantine with a reason. Every table is overwritten
+The common-features files first (user_contexts, common_features), then the skeletons
+(samples, skeleton_features), whose keys are checked against the common lines just written;
+rejected lines of both go to quarantine with a reason. Every table is overwritten
 for the ingested splits only (Delta replaceWhere), so a re-run replaces instead of
 duplicating and a failure leaves the previous versions readable. The run ends by checking
-lines read = rows written + rows quarantined for every file, and writes `ingest_report`.
+lines read = rows written + rows quarantined for every file (and that each Delta commit
+wrote the rows the data holds), and writes `ingest_report`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import datetime, timezone
 
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakerec.aliccp import parse
@@ -26,7 +27,7 @@ from lakerec.aliccp.fields import COMMON, SKELETON, fields_of
 from lakerec.config import Config
 from lakerec.errors import InputDataError
 from lakerec.sqlfiles import run_statements, sql_file
-from lakerec.tables import write_table
+from lakerec.tables import rows_written_by_last_commit, write_table
 
 log = logging.getLogger("lakerec.ingest")
 
@@ -82,14 +83,14 @@ def read_lines(spark: SparkSession, path: str) -> DataFrame:
 
 
 def check_common_keys(parsed_common: DataFrame) -> DataFrame:
-    """Mark the second and later valid lines that repeat a common_feature_index."""
+    """Mark the second and later valid lines of a split that repeat a common_feature_index."""
     firsts = (
         parsed_common.where(F.col("reason").isNull())
-        .groupBy("common_feature_index")
+        .groupBy("split", "common_feature_index")
         .agg(F.min("line_number").alias("_first"))
     )
     return (
-        parsed_common.join(F.broadcast(firsts), "common_feature_index", "left")
+        parsed_common.join(F.broadcast(firsts), ["split", "common_feature_index"], "left")
         .withColumn(
             "reason",
             F.when(F.col("reason").isNull() & (F.col("line_number") != F.col("_first")), R.DUPLICATE_COMMON_FEATURE_INDEX)
@@ -125,63 +126,43 @@ def to_samples(checked_skeleton: DataFrame) -> DataFrame:
     )
 
 
-def _count_by_split(spark: SparkSession, table: str, split: str) -> int:
-    return spark.table(table).where(F.col("split") == split).count()
+def _split_of(path: Column) -> Column:
+    """The split a raw file belongs to, from its name (`..._train.csv` → `train`)."""
+    return F.regexp_extract(path, r"_([A-Za-z0-9]+)\.csv$", 1)
 
 
-def ingest_split(spark: SparkSession, cfg: Config, raw: str, split: str) -> list[FileReport]:
-    """Ingest one split's two files; return a report per file."""
-    where = f"split = '{split}'"
-    reports = {}
-
-    # Common features: the user side, one line per key.
-    t0 = time.monotonic()
-    path = raw_path(raw, split, COMMON)
-    numbered, per_file = parse.with_line_numbers(spark, read_lines(spark, path))
-    common = check_common_keys(parse.parse_common(numbered.withColumn("split", F.lit(split))))
-    common = common.persist(StorageLevel.MEMORY_AND_DISK)
-    write_table(parse.to_user_contexts(common), cfg.table("user_contexts"), ("split",), where)
-    write_table(
-        parse.explode_features(common, "common_feature_index"), cfg.table("common_features"), ("split", "field"), where
+def _tally(parsed: DataFrame) -> dict[str, tuple[int, int, dict[str, int]]]:
+    """Per split: (valid rows, features of valid rows, rejected rows by reason), in one pass."""
+    rows = (
+        parsed.groupBy("split", "reason")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum(F.size("features")).alias("features"))
+        .collect()
     )
-    reports[COMMON] = FileReport(split, COMMON, path, lines_read=sum(per_file.values()), duration_s=time.monotonic() - t0)
+    out: dict[str, tuple[int, int, dict[str, int]]] = {}
+    for r in rows:
+        valid, feats, bad = out.get(r.split, (0, 0, {}))
+        if r.reason is None:
+            valid, feats = valid + r.n, feats + (r.features or 0)
+        else:
+            bad[r.reason] = r.n
+        out[r.split] = (valid, feats, bad)
+    return out
 
-    # Skeleton: the impressions, checked against the common keys just written.
-    t0 = time.monotonic()
-    path = raw_path(raw, split, SKELETON)
-    numbered, per_file = parse.with_line_numbers(spark, read_lines(spark, path))
-    user_fields = (
-        spark.table(cfg.table("user_contexts"))
-        .where(F.col("split") == split)
-        .select("split", "common_feature_index", *USER_SINGLE_COLUMNS)
-    )
-    skeleton = check_skeleton_keys(parse.parse_skeleton(numbered.withColumn("split", F.lit(split))), user_fields)
-    skeleton = skeleton.persist(StorageLevel.MEMORY_AND_DISK)
-    write_table(to_samples(skeleton), cfg.table("samples"), ("split",), where)
-    write_table(parse.explode_features(skeleton, "sample_id"), cfg.table("skeleton_features"), ("split", "field"), where)
-    quarantine = parse.to_quarantine(common, COMMON).unionByName(parse.to_quarantine(skeleton, SKELETON))
-    write_table(quarantine, cfg.table("quarantine"), ("split",), where)
-    common.unpersist()
-    skeleton.unpersist()
-    reports[SKELETON] = FileReport(split, SKELETON, path, lines_read=sum(per_file.values()), duration_s=time.monotonic() - t0)
 
-    # Count what landed, from the tables themselves.
-    reports[COMMON].rows_written = _count_by_split(spark, cfg.table("user_contexts"), split)
-    reports[COMMON].features_written = _count_by_split(spark, cfg.table("common_features"), split)
-    reports[SKELETON].rows_written = _count_by_split(spark, cfg.table("samples"), split)
-    reports[SKELETON].features_written = _count_by_split(spark, cfg.table("skeleton_features"), split)
-    by_reason = (
-        spark.table(cfg.table("quarantine")).where(F.col("split") == split).groupBy("file", "reason").count().collect()
-    )
-    for row in by_reason:
-        rep = reports[row.file]
-        rep.quarantined_by_reason[row.reason] = row["count"]
-        rep.rows_quarantined += row["count"]
-    return [reports[COMMON], reports[SKELETON]]
+def _write_checked(df: DataFrame, name: str, partition_by: tuple[str, ...], where: str, expected: int) -> None:
+    """Write, then check the rows Delta says it committed against what the data holds."""
+    write_table(df, name, partition_by, where)
+    written = rows_written_by_last_commit(df.sparkSession, name)
+    if written != expected:
+        raise ReconcileError(f"{name}: Delta committed {written} rows, expected {expected}")
 
 
 def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[str, ...] = SPLITS) -> list[FileReport]:
     """Ingest the given splits of the raw files in `raw` (default: cfg.raw) into cfg.database.
+
+    All splits go through one pass per kind of file: the common files first (user_contexts,
+    common_features), then the skeletons, whose keys are checked against the common lines
+    just written; rejected lines of both go to quarantine.
 
     Returns:
         One FileReport per split and file; every one reconciles.
@@ -196,21 +177,63 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise InputDataError(f"unknown split(s) {unknown}: choose from {', '.join(SPLITS)}")
-    for split in splits:  # fail before writing anything if a file is missing
-        for file in (COMMON, SKELETON):
-            read_lines(spark, raw_path(raw, split, file))
+    paths = {file: [raw_path(raw, s, file) for s in splits] for file in (COMMON, SKELETON)}
+    for file_paths in paths.values():  # fail before writing anything if a file is missing
+        for path in file_paths:
+            read_lines(spark, path)
+    where = "split IN ({})".format(", ".join(f"'{s}'" for s in splits))
+    log.info("ingesting %s from %s", ", ".join(splits), raw)
 
-    reports: list[FileReport] = []
+    # Common features: the user side, one line per key.
+    t0 = time.monotonic()
+    numbered, lines_per_file = parse.with_line_numbers(spark, spark.read.text(paths[COMMON]))
+    common = check_common_keys(parse.parse_common(numbered.withColumn("split", _split_of(F.col("path")))))
+    common = common.persist(StorageLevel.MEMORY_AND_DISK)
+    common_tally = _tally(common)
+    _write_checked(parse.to_user_contexts(common), cfg.table("user_contexts"), ("split",), where,
+                   sum(t[0] for t in common_tally.values()))
+    _write_checked(parse.explode_features(common, "common_feature_index"), cfg.table("common_features"),
+                   ("split", "field"), where, sum(t[1] for t in common_tally.values()))
+    common_seconds = time.monotonic() - t0
+
+    # Skeleton: the impressions, checked against the common keys just written.
+    t0 = time.monotonic()
+    numbered, skeleton_lines = parse.with_line_numbers(spark, spark.read.text(paths[SKELETON]))
+    lines_per_file.update(skeleton_lines)
+    user_fields = (
+        spark.table(cfg.table("user_contexts")).where(where).select("split", "common_feature_index", *USER_SINGLE_COLUMNS)
+    )
+    skeleton = check_skeleton_keys(
+        parse.parse_skeleton(numbered.withColumn("split", _split_of(F.col("path")))), user_fields
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    skeleton_tally = _tally(skeleton)
+    _write_checked(to_samples(skeleton), cfg.table("samples"), ("split",), where,
+                   sum(t[0] for t in skeleton_tally.values()))
+    _write_checked(parse.explode_features(skeleton, "sample_id"), cfg.table("skeleton_features"), ("split", "field"),
+                   where, sum(t[1] for t in skeleton_tally.values()))
+    quarantine = parse.to_quarantine(common, COMMON).unionByName(parse.to_quarantine(skeleton, SKELETON))
+    _write_checked(quarantine, cfg.table("quarantine"), ("split",), where,
+                   sum(sum(t[2].values()) for tally in (common_tally, skeleton_tally) for t in tally.values()))
+    common.unpersist()
+    skeleton.unpersist()
+    skeleton_seconds = time.monotonic() - t0
+
+    reports = []
     for split in splits:
-        log.info("ingesting split %s from %s", split, raw)
-        reports += ingest_split(spark, cfg, raw, split)
+        for file, tally, seconds in ((COMMON, common_tally, common_seconds), (SKELETON, skeleton_tally, skeleton_seconds)):
+            path = raw_path(raw, split, file)
+            valid, feats, bad = tally.get(split, (0, 0, {}))
+            name = path.rsplit("/", 1)[-1]
+            lines = sum(n for p, n in lines_per_file.items() if p.rsplit("/", 1)[-1] == name)
+            reports.append(FileReport(split, file, path, lines, valid, sum(bad.values()), feats, bad, seconds))
     for _ in run_statements(spark, sql_file("ingest/samples_wide.sql"), cfg):
         pass
 
-    bad = [r for r in reports if not r.reconciles]
-    if bad:
+    bad_files = [r for r in reports if not r.reconciles]
+    if bad_files:
         raise ReconcileError(
-            "; ".join(f"{r.split}/{r.file}: {r.lines_read} read != {r.rows_written} written + {r.rows_quarantined} quarantined" for r in bad)
+            "; ".join(f"{r.split}/{r.file}: {r.lines_read} read != {r.rows_written} written + {r.rows_quarantined} quarantined"
+                      for r in bad_files)
         )
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     report_df = spark.createDataFrame(
@@ -221,8 +244,7 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
         ],
         REPORT_SCHEMA,
     )
-    in_splits = ", ".join(f"'{s}'" for s in splits)
-    write_table(report_df, cfg.table("ingest_report"), (), f"split IN ({in_splits})")
+    write_table(report_df, cfg.table("ingest_report"), (), where)
     return reports
 
 

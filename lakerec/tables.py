@@ -49,6 +49,12 @@ def write_table(
         writer.option("overwriteSchema", "true").saveAsTable(name)
 
 
+def rows_written_by_last_commit(spark: SparkSession, name: str) -> int:
+    """Rows the table's latest Delta commit wrote (its operationMetrics), read from the log."""
+    row = spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").select("operationMetrics").first()
+    return int((row.operationMetrics or {}).get("numOutputRows", 0))
+
+
 def table_version(spark: SparkSession, name: str) -> int:
     """The current Delta version of a table (recorded with every model trained on it)."""
     row = spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").select("version").first()
