@@ -38,11 +38,16 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--lake", default=None, help="lake root: tables, metastore, MLflow store (overrides the config)")
     p.add_argument("--database", default=None,
                    help="database (schema) of the tables, e.g. aliccp or, on Unity Catalog, catalog.schema (overrides the config)")
+    p.add_argument("--experiment", default=None, help="MLflow experiment (overrides the config)")
+    p.add_argument("--registered-model", default=None,
+                   help="model registry name, e.g. on Unity Catalog catalog.schema.model (overrides the config)")
     return p
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> Config:
     overrides.setdefault("database", getattr(args, "database", None))
+    overrides.setdefault("mlflow__experiment", getattr(args, "experiment", None))
+    overrides.setdefault("mlflow__registered_model", getattr(args, "registered_model", None))
     return load_config(args.conf, lake=args.lake, **overrides)
 
 
