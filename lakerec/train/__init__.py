@@ -6,9 +6,12 @@ Modules, each with one job:
     towers     query and candidate towers built from a FeatureSpec
     model      TwoTowerModel(tfrs.Model): in-batch softmax, logQ, accidental hits, temperature
     loop       the training step: fit(dataset factory, model factory, params) with checkpoints
+    callbacks  per-epoch monitoring and MLflow metrics (and a test hook that interrupts a run)
+    distributed the same fit on N Spark barrier tasks (MultiWorkerMirroredStrategy), one shard each
     metrics    recall@K, NDCG@K, top-K accuracy from the ranks of the positives (numpy)
     evaluate   full-catalogue ranks for the model and the baselines; the results table
     export     query tower + index over all items as a SavedModel; MLflow pyfunc
+    pyfunc_model  the pyfunc wrapper, logged as code (self-contained)
     plots      training curves, recall against K, the popularity long tail
     tracking   MLflow set-up from the config: URI, experiment, git commit, table versions
     pipeline   the jobs' bodies: train, evaluate_run, recommend

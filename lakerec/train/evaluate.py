@@ -87,9 +87,8 @@ def random_ranks(query_keys: np.ndarray, item_keys: np.ndarray, item_index: np.n
     sizes = ends - starts
     single = sizes == 1
     pair_rank[starts[single]] = rng.integers(0, num_items, size=int(single.sum()))
-    for s, e in zip(starts[~single], ends[~single]):
-        pair_rank[s:e] = rng.choice(num_items, size=min(e - s, num_items), replace=False) if e - s <= num_items \
-            else np.concatenate([rng.permutation(num_items), np.full(e - s - num_items, M.MISS)])
+    for s, e in zip(starts[~single], ends[~single]):  # distinct warm items <= catalogue size
+        pair_rank[s:e] = rng.choice(num_items, size=e - s, replace=False)
     ranks[warm] = pair_rank[inverse]
     return ranks
 
