@@ -29,6 +29,9 @@ test: setup
 
 bench: setup
 	$(PY) bench/ingest.py
+	$(PY) bench/train_feed.py
+	$(PY) bench/evaluate.py
+	$(PY) bench/oracle_recall.py
 
 clean:
 	rm -rf $(LAKE) data/raw spark-warehouse metastore_db derby.log .pytest_cache
