@@ -2,12 +2,13 @@
 
     python -m jobs.train [--conf PATH] [--lake DIR] [--database DB] [--epochs E]
         [--batch-size B] [--embedding-dim D] [--features ids|all] [--run-name NAME]
-        [--resume] [--protocol tfrs-tutorial]
+        [--resume] [--protocol tfrs-tutorial] [--workers N [--gpu]] [--petastorm-cache URL]
 
 Reads train_interactions through Petastorm, checkpoints every epoch under
 <lake>/checkpoints/<run name>, logs the run to MLflow (params, per-epoch loss, the
 evaluation table, plots, table versions, git commit), exports and registers the model,
-and prints the model-versus-baselines table.
+and prints the model-versus-baselines table. `--workers N` trains on N Spark barrier tasks
+(MultiWorkerMirroredStrategy, one Petastorm shard each; `--gpu`: one GPU per task).
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="a named setup: tfrs-tutorial = ids, dim 32, Adagrad 0.1, batch 8192, 3 epochs")
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation at the end")
+    p.add_argument("--workers", type=_positive_int,
+                   help="training processes: 1 = in the driver (default); N > 1 = N Spark barrier tasks, "
+                        "each reading one shard, batch size / N rows per worker step")
+    p.add_argument("--gpu", action="store_true", default=None,
+                   help="with --workers N: one GPU per worker (needs Spark GPU scheduling, "
+                        "spark.task.resource.gpu.amount=1)")
+    p.add_argument("--petastorm-cache", metavar="URL",
+                   help="where Petastorm materialises the training rows (train.petastorm_cache); with workers on "
+                        "several machines, storage they all read, e.g. file:///dbfs/tmp/lakerec/petastorm_cache")
     return p
 
 
@@ -67,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = cli.config_from_args(args)
         cfg = apply_protocol(cfg, args.protocol)
         cfg = override(cfg, train__epochs=args.epochs, train__batch_size=args.batch_size,
-                       train__embedding_dim=args.embedding_dim, train__features=args.features)
+                       train__embedding_dim=args.embedding_dim, train__features=args.features,
+                       train__workers=args.workers, train__gpu=args.gpu, train__petastorm_cache=args.petastorm_cache)
         if args.resume and args.protocol:
             raise ConfigError("--resume continues a run with its own settings: drop --protocol")
         spark = get_spark(cfg)

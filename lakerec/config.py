@@ -55,7 +55,8 @@ class TrainConf:
     seed: int = 42
     eval_batch_size: int = 4096
     ks: tuple[int, ...] = (10, 50, 100)
-    workers: int = 1
+    workers: int = 1  # training processes: 1 = in the driver; N > 1 = N Spark barrier tasks (train/distributed.py)
+    gpu: bool = False  # with workers > 1: one GPU per barrier task (Spark GPU scheduling)
     hidden_units: tuple[int, ...] = (64,)  # MLP over the concatenated features (features: all)
     shuffle_buffer: int = 10_000  # rows in the Petastorm reader's shuffling queue
     reader_workers: int = 2  # Petastorm reader threads

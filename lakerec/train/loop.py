@@ -82,6 +82,39 @@ def has_checkpoint(checkpoint_dir: str | Path) -> bool:
     return tf.train.latest_checkpoint(str(checkpoint_dir)) is not None
 
 
+def _build_variables(model: tf.keras.Model, ds) -> None:
+    """Create the variables (towers, optimizer slots) from one batch, so a restore fills them at once."""
+    first = next(iter(ds.take(1)))
+    model.query_tower(first)
+    model.candidate_tower(first)
+    model.optimizer.build(model.trainable_variables)
+
+
+def load_latest(
+    dataset_factory: Callable,
+    model_factory: Callable[[], tf.keras.Model],
+    checkpoint_dir: str | Path,
+) -> tf.keras.Model:
+    """The model (and its optimizer) of the latest checkpoint in `checkpoint_dir`.
+
+    How the driver takes over the model a distributed run trained: its chief's last
+    checkpoint. The dataset factory only gives one batch to create the variables with.
+    """
+    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+    if latest is None:
+        raise LakeRecError(
+            f"no checkpoint in {checkpoint_dir} after training: the checkpoint folder (train.checkpoint_dir, "
+            "default <lake>/checkpoints) must be storage that the driver and every worker share"
+        )
+    model = model_factory()
+    with dataset_factory() as ds:
+        _build_variables(model, ds)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    tf.train.Checkpoint(model=model, optimizer=model.optimizer, epochs_done=epoch_var).restore(
+        latest).assert_existing_objects_matched()
+    return model
+
+
 def fit(
     dataset_factory: Callable,
     model_factory: Callable[[], tf.keras.Model],
@@ -89,6 +122,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+    restore_from: str | Path | None = None,
 ) -> tuple[tf.keras.Model, FitResult]:
     """Train a compiled model for `params.epochs` epochs of `params.steps_per_epoch` steps.
 
@@ -101,6 +135,9 @@ def fit(
         resume: restore the latest checkpoint in `checkpoint_dir` and continue after it.
         callbacks: more Keras callbacks; they run after the checkpoint is written, so a
             callback that stops the run leaves the epoch's checkpoint behind.
+        restore_from: with resume, the folder to restore from when it is not
+            `checkpoint_dir` (a non-chief worker of a distributed run restores the chief's
+            checkpoint but writes its own into a scratch folder).
 
     Returns:
         The trained model and a FitResult.
@@ -111,20 +148,18 @@ def fit(
     cbs: list[tf.keras.callbacks.Callback] = []
     with dataset_factory() as ds:
         if checkpoint_dir is not None:
-            # Create the variables (towers, optimizer slots) so a restore fills them at once.
-            first = next(iter(ds.take(1)))
-            model.query_tower(first)
-            model.candidate_tower(first)
-            model.optimizer.build(model.trainable_variables)
+            _build_variables(model, ds)
             ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epochs_done=epoch_var)
             manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=2)
             if resume:
-                if manager.latest_checkpoint is None:
-                    raise LakeRecError(f"--resume: no checkpoint in {checkpoint_dir}; start the run without --resume")
-                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+                source = restore_from if restore_from is not None else checkpoint_dir
+                latest = tf.train.latest_checkpoint(str(source))
+                if latest is None:
+                    raise LakeRecError(f"--resume: no checkpoint in {source}; start the run without --resume")
+                ckpt.restore(latest).assert_existing_objects_matched()
                 result.initial_epoch = int(epoch_var.numpy())
                 log.info("resuming from %s: %d epoch(s) done, optimizer step %d",
-                         manager.latest_checkpoint, result.initial_epoch, int(model.optimizer.iterations.numpy()))
+                         latest, result.initial_epoch, int(model.optimizer.iterations.numpy()))
             cbs.append(_EpochCheckpoint(manager, epoch_var))
         cbs.append(_Recorder(result))
         cbs.extend(callbacks)
