@@ -292,7 +292,15 @@ def test_spark_steps_on_a_cpu_ml_runtime_and_training_on_a_single_node_gpu_clust
             key = task["task_key"]
             gpu = key in GPU_TASKS or "notebook_task" in task
             assert cluster["spark_version"] == (GPU_RUNTIME if gpu else CPU_RUNTIME), (name, key)
-            if gpu:
+            params = task.get("python_wheel_task", {}).get("parameters", [])
+            if gpu and "--workers" in params:
+                # Distributed training: one barrier task per GPU on several nodes, so the
+                # Petastorm cache must be on storage every node reads.
+                assert cluster["spark_conf"]["spark.task.resource.gpu.amount"] == "1", (name, key)
+                assert "--gpu" in params and cluster["data_security_mode"] == "SINGLE_USER"
+                assert params[params.index("--petastorm-cache") + 1].startswith("file:///dbfs/")
+                assert cluster["spark_env_vars"]["TF_USE_LEGACY_KERAS"] == "1"
+            elif gpu:
                 # Petastorm's cache is on the node's local disk (conf/databricks.yml): one node.
                 assert cluster["num_workers"] == 0, (name, key)
                 assert cluster["spark_conf"]["spark.databricks.cluster.profile"] == "singleNode"
