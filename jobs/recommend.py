@@ -9,7 +9,6 @@ user_id, rank (1 = best), item_id, score, run_id.
 
 from __future__ import annotations
 
-import argparse
 
 from lakerec import cli
 from lakerec.config import Config
@@ -22,19 +21,9 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
     return recommend(spark, cfg, k=k, run_id=run_id)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser("recommend", "Top-K items per user from a trained model, into the recommendations table.")
-    p.add_argument("--k", type=_positive_int, default=100, help="items per user (default 100)")
+    p.add_argument("--k", type=cli.positive_int, default=100, help="items per user (default 100)")
     p.add_argument("--run-id", help="MLflow run id of a training run (default: the newest finished one)")
     args = p.parse_args(argv)
 

@@ -23,16 +23,6 @@ from lakerec.spark import get_spark
 FEATURES = ("ids", "all")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def run(spark, cfg: Config, *, run_name: str | None = None, resume: bool = False, epochs: int | None = None,
         protocol: str | None = None, callbacks=(), evaluate_after: bool = True) -> dict:
     """Train (or resume) and evaluate; see lakerec.train.pipeline.train."""
@@ -46,16 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     from lakerec.train.pipeline import PROTOCOLS
 
     p = cli.parser("train", "Train the two-tower retrieval model (Petastorm -> TFRS), evaluate it, log it to MLflow.")
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--embedding-dim", type=_positive_int)
+    p.add_argument("--epochs", type=cli.positive_int)
+    p.add_argument("--batch-size", type=cli.positive_int)
+    p.add_argument("--embedding-dim", type=cli.positive_int)
     p.add_argument("--features", choices=FEATURES, help="ids: id embeddings only; all: plus user and item features")
     p.add_argument("--run-name", help="name of the run (and of its checkpoint folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="a named setup: tfrs-tutorial = ids, dim 32, Adagrad 0.1, batch 8192, 3 epochs")
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation at the end")
-    p.add_argument("--workers", type=_positive_int,
+    p.add_argument("--workers", type=cli.positive_int,
                    help="training processes: 1 = in the driver (default); N > 1 = N Spark barrier tasks, "
                         "each reading one shard, batch size / N rows per worker step")
     p.add_argument("--gpu", action="store_true", default=None,

@@ -30,6 +30,17 @@ def setup_logging(stage: str) -> logging.Logger:
     return logging.getLogger(f"lakerec.{stage}")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     """An argument parser with the flags every job shares (--conf, --lake)."""
     # "resolve": a job may redefine a shared flag (e.g. --database with its own default).
