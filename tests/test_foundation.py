@@ -87,3 +87,21 @@ def test_sql_job_runs_several_files_in_order(spark, cfg, tmp_path, capsys):
                   "--database", cfg.database, "--format", "csv"])
     out = capsys.readouterr().out.strip().splitlines()
     assert out == ["-- total", "total", "10"]  # the DDL prints nothing
+
+
+def test_missing_java_is_one_clear_message(tmp_path):
+    """Without Java on PATH (and no JAVA_HOME) a job says what to install, with no trace."""
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}  # nothing on PATH, no JAVA_HOME
+    out = subprocess.run([sys.executable, "-m", "jobs.sql", "SELECT 1", "--lake", str(tmp_path / "lake")],
+                         cwd=REPO, capture_output=True, text=True, env=env)
+    assert out.returncode == 2
+    assert "Java was not found" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_uncached_delta_jars_say_how_to_fetch_them(tmp_path, monkeypatch):
+    from lakerec import jars
+    from lakerec.errors import SetupError
+
+    monkeypatch.setenv("LAKEREC_JARS_DIR", str(tmp_path))
+    with pytest.raises(SetupError, match="python -m lakerec.jars"):
+        jars.delta_jars(fetch=False)
