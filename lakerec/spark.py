@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from lakerec.config import Config
@@ -113,6 +114,11 @@ def get_spark(cfg: Config):
             # Delta keeps the schema itself; without this Hive logs a spurious error on every overwrite.
             .config("spark.hadoop.hive.metastore.disallow.incompatible.col.type.changes", "false")
         )
+    if sc.master.startswith("local"):
+        # Local Python workers (barrier training tasks run Python) use this interpreter, the
+        # one with the pinned packages, not whatever `python3` is on PATH. PySpark reads it
+        # from the environment when the context starts.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in sc.extra.items():
         builder = builder.config(key, value)
     try:

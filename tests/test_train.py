@@ -18,22 +18,12 @@ import pytest
 from lakerec.config import override
 from lakerec.errors import ConfigError, InputDataError, LakeRecError, MissingTableError
 from tests.conftest import REPO
-from tests.train_fixtures import INTERACTIONS_SCHEMA, columns_of, write_planted_tables
-
-FAST = dict(
-    train__epochs=3, train__batch_size=256, train__embedding_dim=16, train__learning_rate=0.1,
-    train__ks=(5, 10, 20), train__hidden_units=(32,), train__monitor_rows=256, train__eval_batch_size=256,
-    train__shuffle_buffer=1000, train__features="all",
-)
+from tests.train_fixtures import FAST_TRAIN, INTERACTIONS_SCHEMA, columns_of, planted_database
 
 
 @pytest.fixture(scope="module")
 def planted_cfg(base_cfg, spark):
-    cfg = override(base_cfg, database=f"train_planted_{os.getpid()}",
-                   mlflow__registered_model=f"two-tower-test-{os.getpid()}", **FAST)
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
-    planted = write_planted_tables(spark, cfg)
-    return cfg, planted
+    return planted_database(spark, base_cfg, "train_planted")
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +210,7 @@ def math_log(x: float) -> float:
 def test_missing_and_empty_inputs_end_in_clear_errors(spark, base_cfg, planted_cfg):
     from jobs import train
 
-    cfg = override(base_cfg, database=f"train_empty_{os.getpid()}", **FAST)
+    cfg = override(base_cfg, database=f"train_empty_{os.getpid()}", **FAST_TRAIN)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
     with pytest.raises(MissingTableError, match="jobs.filter"):
         train.run(spark, cfg)

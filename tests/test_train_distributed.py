@@ -6,7 +6,6 @@ and settings are those of test_train.py (2,400 training rows, batch 256, 3 epoch
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -14,13 +13,8 @@ import pytest
 
 from lakerec.config import override
 from lakerec.errors import ConfigError
-from tests.train_fixtures import write_planted_tables
+from tests.train_fixtures import planted_database
 
-FAST = dict(
-    train__epochs=3, train__batch_size=256, train__embedding_dim=16, train__learning_rate=0.1,
-    train__ks=(5, 10, 20), train__hidden_units=(32,), train__monitor_rows=256, train__eval_batch_size=256,
-    train__shuffle_buffer=1000, train__features="all", train__seed=42,
-)
 # Same data and seed, 1 worker against 2: recall@10 within this distance. Not bit-identical:
 # each of the 2 replicas scores its 128 rows against its own 128 in-batch candidates (one
 # worker: 256 against 256), each worker shuffles its own shard (so batches hold other rows),
@@ -32,11 +26,7 @@ RECALL_TOLERANCE = 0.05
 
 @pytest.fixture(scope="module")
 def planted_cfg(base_cfg, spark):
-    cfg = override(base_cfg, database=f"train_dist_{os.getpid()}",
-                   mlflow__registered_model=f"two-tower-dist-{os.getpid()}", **FAST)
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
-    planted = write_planted_tables(spark, cfg)
-    return cfg, planted
+    return planted_database(spark, base_cfg, "train_dist")
 
 
 @pytest.fixture(scope="module")

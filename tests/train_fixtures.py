@@ -252,3 +252,24 @@ def write_planted_tables(spark, cfg, planted: Planted | None = None, **kwargs) -
     with ThreadPoolExecutor(max_workers=len(frames)) as pool:
         list(pool.map(lambda nf: write_table(nf[1], cfg.table(nf[0])), frames))
     return planted
+
+
+# Small, quick training settings for tests on the planted tables.
+FAST_TRAIN = dict(
+    train__epochs=3, train__batch_size=256, train__embedding_dim=16, train__learning_rate=0.1,
+    train__ks=(5, 10, 20), train__hidden_units=(32,), train__monitor_rows=256, train__eval_batch_size=256,
+    train__shuffle_buffer=1000, train__features="all", train__seed=42,
+)
+
+
+def planted_database(spark, base_cfg, name: str):
+    """A fresh database `<name>_<pid>` holding the planted tables, FAST_TRAIN settings and its
+    own registered model name; returns (cfg, planted)."""
+    import os
+
+    from lakerec.config import override
+
+    cfg = override(base_cfg, database=f"{name}_{os.getpid()}",
+                   mlflow__registered_model=f"two-tower-{name}-{os.getpid()}", **FAST_TRAIN)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
+    return cfg, write_planted_tables(spark, cfg)
