@@ -1,7 +1,8 @@
 """Shared command-line plumbing: common flags, logging, and one-line errors.
 
-Every job's `main()` is `run_main(build_parser(), handler)`: the flags `--conf` and
-`--lake` are common to all jobs, and a LakeRecError (or a Spark AnalysisException a user
+Every job's `main()` parses its flags with `parser(...)` (the common flags, the job's config
+options from lakerec.options, and `--set KEY=VALUE`), builds its config with
+`config_from_args`, and runs its body with `run_main`: a LakeRecError (or a Spark AnalysisException a user
 caused, such as a missing table) ends in one clear line on stderr and exit status 2.
 """
 
@@ -13,10 +14,11 @@ import os
 import re
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args, get_origin
 
-from lakerec.config import Config, load_config
+from lakerec.config import Config, field_type, load_config, parse_assignment
 from lakerec.errors import LakeRecError
+from lakerec.options import BY_KEY, COMMON, OPTIONS
 
 
 def setup_logging(stage: str) -> logging.Logger:
@@ -41,25 +43,50 @@ def positive_int(text: str) -> int:
     return value
 
 
-def parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser with the flags every job shares (--conf, --lake)."""
+def parser(prog: str, description: str, options: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """An argument parser with the flags every job shares and the job's own config options.
+
+    Args:
+        prog: the job's name (`train`).
+        description: one line for --help.
+        options: config keys (lakerec.options) the job takes as flags, beside the common ones
+            (--conf, --lake, --database, --experiment, --registered-model, --set).
+    """
     # "resolve": a job may redefine a shared flag (e.g. --database with its own default).
-    p = argparse.ArgumentParser(prog=f"python -m jobs.{prog}", description=description, conflict_handler="resolve")
+    p = argparse.ArgumentParser(prog=f"python -m lakerec.jobs.{prog}", description=description,
+                                conflict_handler="resolve")
     p.add_argument("--conf", default=None, help="target config YAML (default: conf/local.yml)")
-    p.add_argument("--lake", default=None, help="lake root: tables, metastore, MLflow store (overrides the config)")
-    p.add_argument("--database", default=None,
-                   help="database (schema) of the tables, e.g. aliccp or, on Unity Catalog, catalog.schema (overrides the config)")
-    p.add_argument("--experiment", default=None, help="MLflow experiment (overrides the config)")
-    p.add_argument("--registered-model", default=None,
-                   help="model registry name, e.g. on Unity Catalog catalog.schema.model (overrides the config)")
+    add_options(p, COMMON + tuple(options))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
+                   help="set any config key, e.g. --set train.temperature=0.5 (repeatable; the value is YAML)")
     return p
 
 
-def config_from_args(args: argparse.Namespace, **overrides: Any) -> Config:
-    overrides.setdefault("database", getattr(args, "database", None))
-    overrides.setdefault("mlflow__experiment", getattr(args, "experiment", None))
-    overrides.setdefault("mlflow__registered_model", getattr(args, "registered_model", None))
-    return load_config(args.conf, lake=args.lake, **overrides)
+def add_options(p: argparse.ArgumentParser, keys) -> None:
+    """Add the flag of each config key, typed from the config (None when not given)."""
+    for key in keys:
+        option = BY_KEY[key]
+        hint = field_type(key)
+        kwargs: dict[str, Any] = {"dest": option.name, "default": None, "help": option.help}
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = option.metavar
+            if get_origin(hint) is Literal:
+                kwargs["choices"], kwargs["metavar"] = get_args(hint), None
+            elif hint in (int, float):
+                kwargs["type"] = hint
+        p.add_argument(option.flag, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace, values: dict[str, Any] | None = None) -> Config:
+    """The config file of --conf, then the option flags given, then every --set, then `values`."""
+    given = {o.key: getattr(args, o.name) for o in OPTIONS if getattr(args, o.name, None) is not None}
+    for text in getattr(args, "assignments", None) or ():
+        key, value = parse_assignment(text)
+        given[key] = value
+    given.update(values or {})
+    return load_config(args.conf, given)
 
 
 def _analysis_message(e: Exception) -> str | None:

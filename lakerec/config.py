@@ -1,7 +1,11 @@
 """Typed configuration: one YAML file per deployment target under conf/, flags override it.
 
-`load_config("conf/local.yml", lake="/tmp/lake2")` returns a frozen `Config`. Unknown keys
-are refused (a typo in a YAML file must not silently fall back to a default).
+`load_config("conf/local.yml", lake="/tmp/lake2")` returns a frozen `Config`. The dataclass
+defaults below are the base; a target's file holds only what differs from them. Every value
+is checked once, when a Config is built (from a file, flags or `--set KEY=VALUE`): unknown
+keys are refused (a typo must not silently fall back to a default), types are coerced, and
+the rules declared on each field (`POSITIVE`, `Literal[...]` choices) raise one ConfigError
+that names the flag and the key (`--epochs or train.epochs must be a positive integer, got 0`).
 """
 
 from __future__ import annotations
@@ -10,70 +14,113 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
 
 import yaml
 
 from lakerec.errors import ConfigError
+from lakerec.options import describe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONF = REPO_ROOT / "conf" / "local.yml"
 
 
+# Field rules, checked by `_validate` whenever a section is built.
+POSITIVE = {"min": 1}  # a whole number >= 1
+NON_NEGATIVE = {"min": 0}
+GREATER_THAN_ZERO = {"gt": 0}  # a number > 0
+POSITIVE_EACH = {"each_min": 1, "non_empty": True}  # a non-empty list of whole numbers >= 1
+
+
+class _Validated:
+    """Mixin: check every field against its declared rule and Literal choices after __init__."""
+
+    def __post_init__(self) -> None:
+        section = _SECTIONS.get(type(self), "")
+        hints = get_type_hints(type(self))
+        problems = []
+        for f in fields(self):
+            value, key = getattr(self, f.name), f"{section}.{f.name}" if section else f.name
+            problem = _check(hints[f.name], f.metadata, value)
+            if problem:
+                problems.append(f"{describe(key)} must be {problem}, got {value!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+def _check(hint: Any, rule: Mapping[str, Any], value: Any) -> str | None:
+    """What `value` must be, if it breaks its type's choices or its rule; None when it is fine."""
+    if get_origin(hint) is Literal and value not in get_args(hint):
+        return "one of " + ", ".join(map(str, get_args(hint)))
+    if value is None:
+        return None
+    if "min" in rule and value < rule["min"]:
+        return "a positive integer" if rule["min"] == 1 else f"at least {rule['min']}"
+    if "gt" in rule and not value > rule["gt"]:
+        return f"> {rule['gt']}"
+    if rule.get("non_empty") and not value:
+        return "a non-empty list"
+    if "each_min" in rule and any(v < rule["each_min"] for v in value):
+        return f"a list of whole numbers >= {rule['each_min']}"
+    return None
+
+
 @dataclass(frozen=True)
-class SparkConf:
-    master: str | None = "local[*]"  # None: use the platform's session (Databricks, Synapse)
+class SparkConf(_Validated):
+    master: str | None = None  # None: the platform's session (Databricks, Synapse); local[*] on a machine
     app_name: str = "lakerec"
-    shuffle_partitions: int = 4
+    shuffle_partitions: int = field(default=4, metadata=POSITIVE)
     driver_memory: str = "8g"
-    # Local Hive metastore (Derby) inside the lake. False on platforms with their own catalog.
-    local_metastore: bool = True
+    # A local Hive metastore (Derby) inside the lake, for local targets; platforms have their own catalog.
+    local_metastore: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class FilterConf:
-    min_item_count: int = 501
-    min_user_count: int = 51
-    label: str = "click"
+class FilterConf(_Validated):
+    min_item_count: int = field(default=501, metadata=POSITIVE)
+    min_user_count: int = field(default=51, metadata=POSITIVE)
+    label: Literal["click", "conversion"] = "click"
     kcore: bool = False
-    history_length: int = 16  # top-L ids of each history field, by weight
-    item_intention_length: int = 8
+    history_length: int = field(default=16, metadata=POSITIVE)  # top-L ids of each history field, by weight
+    item_intention_length: int = field(default=8, metadata=POSITIVE)
 
 
 @dataclass(frozen=True)
-class TrainConf:
-    epochs: int = 3
-    batch_size: int = 1024
-    embedding_dim: int = 32
-    learning_rate: float = 0.05
-    optimizer: str = "adagrad"
-    features: str = "all"  # ids | all
+class TrainConf(_Validated):
+    epochs: int = field(default=3, metadata=POSITIVE)
+    batch_size: int = field(default=1024, metadata=POSITIVE)
+    embedding_dim: int = field(default=32, metadata=POSITIVE)
+    learning_rate: float = field(default=0.05, metadata=GREATER_THAN_ZERO)
+    optimizer: Literal["adagrad", "adam", "sgd"] = "adagrad"
+    features: Literal["ids", "all"] = "all"
     logq_correction: bool = True
     remove_accidental_hits: bool = True
-    temperature: float = 1.0
+    temperature: float = field(default=1.0, metadata=GREATER_THAN_ZERO)
     seed: int = 42
-    eval_batch_size: int = 4096
-    ks: tuple[int, ...] = (10, 50, 100)
-    workers: int = 1  # training processes: 1 = in the driver; N > 1 = N Spark barrier tasks (train/distributed.py)
+    eval_batch_size: int = field(default=4096, metadata=POSITIVE)
+    ks: tuple[int, ...] = field(default=(10, 50, 100), metadata=POSITIVE_EACH)
+    # training processes: 1 = in the driver; N > 1 = N Spark barrier tasks (retrieval/distributed.py)
+    workers: int = field(default=1, metadata=POSITIVE)
     gpu: bool = False  # with workers > 1: one GPU per barrier task (Spark GPU scheduling)
-    hidden_units: tuple[int, ...] = (64,)  # MLP over the concatenated features (features: all)
-    shuffle_buffer: int = 10_000  # rows in the Petastorm reader's shuffling queue
-    reader_workers: int = 2  # Petastorm reader threads
-    monitor_rows: int = 2048  # test rows scored after each epoch for the curves (0: off)
+    # MLP over the concatenated features (features: all)
+    hidden_units: tuple[int, ...] = field(default=(64,), metadata={"each_min": 1})
+    shuffle_buffer: int = field(default=10_000, metadata=NON_NEGATIVE)  # rows in the reader's shuffling queue
+    reader_workers: int = field(default=2, metadata=POSITIVE)  # Petastorm reader threads
+    monitor_rows: int = field(default=2048, metadata=NON_NEGATIVE)  # test rows scored per epoch (0: off)
     checkpoint_dir: str | None = None  # None: <lake>/checkpoints
     petastorm_cache: str | None = None  # URL; None: file://<lake>/petastorm_cache
 
 
 @dataclass(frozen=True)
-class MlflowConf:
+class MlflowConf(_Validated):
     tracking_uri: str | None = None  # None: sqlite:///<lake>/mlflow.db
     experiment: str = "lakerec"
     registered_model: str = "lakerec-two-tower"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_Validated):
     target: str = "local"
     lake: str = "lake"  # lake root: tables, metastore, MLflow store, caches
     database: str = "aliccp"
@@ -99,6 +146,10 @@ class Config:
         return f"sqlite:///{self.lake_path / 'mlflow.db'}"
 
 
+# The key prefix of each section, for messages ("train.epochs").
+_SECTIONS = {SparkConf: "spark", FilterConf: "filter", TrainConf: "train", MlflowConf: "mlflow", Config: ""}
+
+
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
@@ -106,13 +157,13 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known keys are {sorted(known)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         hint = hints[name]
         path = f"{where}.{name}" if where else name
         if is_dataclass(hint):
-            kwargs[name] = _build(hint, value or {}, path)
+            kwargs[name] = value if isinstance(value, hint) else _build(hint, value or {}, path)
         else:
             kwargs[name] = _coerce(hint, value, path)
     return cls(**kwargs)
@@ -127,6 +178,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if args and type(None) in args:  # Optional[X]
         hint = next(a for a in args if a is not type(None))
         origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return value  # the choices are checked with the other rules (_Validated)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -134,7 +187,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
+        # Spark reads "true"/"false": YAML's booleans would otherwise become "True"/"False".
+        return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -142,6 +196,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint in (int, float, str):
         if hint is not str and isinstance(value, bool):
             raise ConfigError(f"{where}: expected a {hint.__name__}, got {value!r}")
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         try:
             return hint(value)
         except (TypeError, ValueError):
@@ -149,17 +205,49 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
-    """Load a target's YAML into a Config; keyword overrides (from flags) win.
+def field_type(key: str) -> Any:
+    """The type of a dotted config key (`train.epochs` -> int), Optional unwrapped."""
+    cls, hint = Config, None
+    for part in key.split("."):
+        hints = get_type_hints(cls)
+        if part not in hints:
+            raise ConfigError(f"unknown config key {key!r}")
+        hint = hints[part]
+        cls = hint
+    args = get_args(hint)
+    if args and type(None) in args and get_origin(hint) is not Literal:
+        hint = next(a for a in args if a is not type(None))
+    return hint
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` from `--set`: the value is read as YAML (`0.5`, `true`, `[128, 64]`, `null`)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. train.temperature=0.5), got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | os.PathLike | None = None, values: Mapping[str, Any] | None = None,
+                **overrides: Any) -> Config:
+    """Load a target's YAML into a Config; overrides (from flags or `--set`) win.
 
     Args:
         path: YAML file; defaults to conf/local.yml.
+        values: dotted keys (`train.temperature`, `spark.extra.spark.ui.enabled`) to values.
         **overrides: top-level keys (`lake`, `database`, `raw`) or `section__key` pairs
-            (`filter__min_item_count=5`). None values are ignored, so argparse defaults
-            that were not given do not override the file.
+            (`filter__min_item_count=5`). None values are ignored in both, so flags that
+            were not given do not override the file.
 
     Returns:
-        The frozen configuration.
+        The frozen, validated configuration.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, a key is unknown, or a value breaks its rule.
     """
     conf_path = Path(path) if path else DEFAULT_CONF
     if not conf_path.is_file():
@@ -168,30 +256,43 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         data = yaml.safe_load(conf_path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {conf_path} is not valid YAML: {e}") from None
-    cfg = _build(Config, data, "")
-    return override(cfg, **overrides)
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {conf_path}: expected a mapping of sections, got {type(data).__name__}")
+    _set_all(data, _dotted(values, overrides))
+    return _build(Config, data, "")
 
 
-def override(cfg: Config, **overrides: Any) -> Config:
-    """Return cfg with flag overrides applied (see load_config)."""
-    top: dict[str, Any] = {}
-    sections: dict[str, dict[str, Any]] = {}
-    for key, value in overrides.items():
-        if value is None:
+def override(cfg: Config, values: Mapping[str, Any] | None = None, **overrides: Any) -> Config:
+    """cfg with overrides applied, validated again (arguments as in load_config)."""
+    changes = _dotted(values, overrides)
+    if not changes:
+        return cfg
+    data = dataclasses.asdict(cfg)
+    _set_all(data, changes)
+    return _build(Config, data, "")
+
+
+def _dotted(values: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k.replace("__", ".", 1): v for k, v in overrides.items() if v is not None}
+    out.update({k: v for k, v in (values or {}).items() if v is not None})
+    return out
+
+
+def _set_all(data: dict[str, Any], changes: Mapping[str, Any]) -> None:
+    """Write dotted keys into the nested mapping; a key into a dict setting keeps its dots."""
+    for key, value in changes.items():
+        section, _, name = key.partition(".")
+        if not name:
+            data[key] = value
             continue
-        if "__" in key:
-            section, name = key.split("__", 1)
-            sections.setdefault(section, {})[name] = value
+        node = data.get(section)
+        if node is None:
+            node = data[section] = {}
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {section} is not a section")
+        head, _, rest = name.partition(".")
+        if rest and isinstance(node.get(head, {}), dict):  # spark.extra.<a spark key with dots>
+            node.setdefault(head, {})
+            node[head] = {**(node[head] or {}), rest: value}
         else:
-            top[key] = value
-    for section, values in sections.items():
-        current = getattr(cfg, section, None)
-        if not is_dataclass(current):
-            raise ConfigError(f"unknown config section {section!r}")
-        merged = {**dataclasses.asdict(current), **values}
-        top[section] = _build(type(current), merged, section)
-    if top:
-        base = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-        base.update(top)
-        cfg = Config(**base)
-    return cfg
+            node[name] = value

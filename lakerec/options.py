@@ -1,0 +1,79 @@
+"""Every setting a person can pass by name: one table shared by the CLIs, notebooks and platforms.
+
+An `Option` ties a config key (`train.epochs`) to its command-line flag (`--epochs`) and its
+notebook parameter / Databricks widget (`epochs`). The jobs add their flags from this table
+(`lakerec.cli.add_options`), the notebooks map their parameters through it, and a config
+error names both spellings (`--epochs or train.epochs must be ...`). A setting without an
+option is still reachable everywhere with `--set KEY=VALUE` (repeatable), e.g.
+`--set train.temperature=0.5 --set train.hidden_units=[128,64]`.
+
+The types, defaults and allowed values are not repeated here: they come from the config
+dataclasses (`lakerec.config`), which validate every value once, on load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Option:
+    """A named setting.
+
+    Attributes:
+        key: the config key, `section.name` or a top-level name (`lake`).
+        help: one line for --help.
+        metavar: the value's placeholder in --help.
+    """
+
+    key: str
+    help: str
+    metavar: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The notebook parameter and argparse destination: the key's last part (`epochs`)."""
+        return self.key.rsplit(".", 1)[-1]
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("lake", "lake root: tables, metastore, MLflow store (overrides the config)", "DIR"),
+    Option("database", "database (schema) of the tables, e.g. aliccp or, on Unity Catalog, catalog.schema"),
+    Option("raw", "folder (or abfss:// URL) of the raw Ali-CCP files", "DIR"),
+    Option("mlflow.experiment", "MLflow experiment"),
+    Option("mlflow.registered_model", "model registry name, e.g. on Unity Catalog catalog.schema.model"),
+    Option("filter.min_item_count", "keep items with at least N train impressions", "N"),
+    Option("filter.min_user_count", "then keep users with at least M impressions among the kept items", "M"),
+    Option("filter.label", "which label makes a positive"),
+    Option("filter.kcore", "repeat both filters until nothing changes"),
+    Option("train.epochs", "training epochs", "E"),
+    Option("train.batch_size", "global batch size", "B"),
+    Option("train.embedding_dim", "embedding dimension of both towers", "D"),
+    Option("train.learning_rate", "optimizer learning rate", "LR"),
+    Option("train.features", "ids: id embeddings only; all: plus user and item features"),
+    Option("train.temperature", "softmax temperature of the in-batch loss", "T"),
+    Option("train.workers", "training processes: 1 = in the driver; N > 1 = N Spark barrier tasks, "
+                            "each reading one shard, batch size / N rows per worker step", "N"),
+    Option("train.gpu", "with --workers N: one GPU per worker (needs Spark GPU scheduling, "
+                        "spark.task.resource.gpu.amount=1)"),
+    Option("train.petastorm_cache", "where Petastorm materialises the training rows; with workers on several "
+                                    "machines, storage they all read, e.g. file:///dbfs/tmp/lakerec/petastorm_cache",
+           "URL"),
+)
+
+BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+assert len(BY_NAME) == len(OPTIONS), "two options share a flag name"
+
+# Options every job takes (the rest are added by the jobs that use them).
+COMMON = ("lake", "database", "mlflow.experiment", "mlflow.registered_model")
+
+
+def describe(key: str) -> str:
+    """How a person names a key: `--epochs or train.epochs`, or just the key without a flag."""
+    option = BY_KEY.get(key)
+    return f"{option.flag} or {key}" if option else key
