@@ -80,16 +80,16 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int) -> dic
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = cli.parser("demo", "Run the whole pipeline on generated data: generate, ingest, filter, train, evaluate, recommend.")
+    p = cli.parser("demo", "Run the whole pipeline on generated data: generate, ingest, filter, train, evaluate, recommend.",
+                   ("train.epochs",))
     p.add_argument("--impressions", type=int, default=200_000, help="impressions per split (default 200,000)")
     p.add_argument("--users", type=int, default=2_000)
     p.add_argument("--items", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the config's)")
     args = p.parse_args(argv)
 
     def body():
-        cfg = override(cli.config_from_args(args), train__epochs=args.epochs)
+        cfg = cli.config_from_args(args)
         run(cfg, args.impressions, args.users, args.items, args.seed)
 
     cli.run_main("demo", body)

@@ -9,10 +9,8 @@ The SQL it runs is in lakerec/sql/filter/ (see lakerec.filtering).
 
 from __future__ import annotations
 
-import argparse
-
 from lakerec import cli
-from lakerec.filtering import LABELS, format_summary, run, validate
+from lakerec.filtering import format_summary, run
 from lakerec.spark import get_spark
 
 
@@ -21,24 +19,12 @@ def main(argv: list[str] | None = None) -> None:
         "filter",
         "Keep items with >= N train impressions, then users with >= M among them; write the vocabularies "
         "and the train/test interactions as Delta tables.",
+        ("filter.min_item_count", "filter.min_user_count", "filter.label", "filter.kcore"),
     )
-    p.add_argument("--min-item-count", type=int, metavar="N", help="keep items with at least N train impressions")
-    p.add_argument("--min-user-count", type=int, metavar="M",
-                   help="then keep users with at least M impressions among the kept items")
-    p.add_argument("--label", choices=LABELS, help="which label makes a positive (default: the config's)")
-    p.add_argument("--kcore", action=argparse.BooleanOptionalAction, default=None,
-                   help="repeat both filters until nothing changes (default: the config's filter.kcore)")
     args = p.parse_args(argv)
 
     def body():
-        cfg = cli.config_from_args(
-            args,
-            filter__min_item_count=args.min_item_count,
-            filter__min_user_count=args.min_user_count,
-            filter__label=args.label,
-            filter__kcore=args.kcore,
-        )
-        validate(cfg.filter)  # before a Spark session starts
+        cfg = cli.config_from_args(args)  # validated before a Spark session starts
         spark = get_spark(cfg)
         print(format_summary(run(spark, cfg)))
 

@@ -8,13 +8,12 @@ from lakerec.spark import get_spark
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = cli.parser("ingest", "Parse and explode raw Ali-CCP files into Delta tables, quarantining bad lines.")
-    p.add_argument("--raw", help="folder (or abfss:// URL) holding the raw files (default: `raw` in the config)")
+    p = cli.parser("ingest", "Parse and explode raw Ali-CCP files into Delta tables, quarantining bad lines.", ("raw",))
     p.add_argument("--splits", default=",".join(SPLITS), help="comma-separated splits to ingest (default: train,test)")
     args = p.parse_args(argv)
 
     def body():
-        cfg = cli.config_from_args(args, raw=args.raw)
+        cfg = cli.config_from_args(args)
         spark = get_spark(cfg)
         splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
         reports = run(spark, cfg, cfg.raw, splits)

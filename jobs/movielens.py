@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     def body():
-        cfg = cli.config_from_args(args, database=args.database)
+        cfg = cli.config_from_args(args)
         s = run(get_spark(cfg), cfg, args.ratings, args.split, args.test_fraction, args.seed)
         print(f"{s.ratings:,} ratings -> {s.database}: train {s.train:,}, test {s.test:,} "
               f"({s.cold_test_rows:,} cold-start), {s.users:,} users, {s.items:,} items, split {s.split}")

@@ -20,8 +20,6 @@ from lakerec.config import Config
 from lakerec.errors import ConfigError
 from lakerec.spark import get_spark
 
-FEATURES = ("ids", "all")
-
 
 def run(spark, cfg: Config, *, run_name: str | None = None, resume: bool = False, epochs: int | None = None,
         protocol: str | None = None, callbacks=(), evaluate_after: bool = True) -> dict:
@@ -35,25 +33,14 @@ def run(spark, cfg: Config, *, run_name: str | None = None, resume: bool = False
 def build_parser() -> argparse.ArgumentParser:
     from lakerec.train.pipeline import PROTOCOLS
 
-    p = cli.parser("train", "Train the two-tower retrieval model (Petastorm -> TFRS), evaluate it, log it to MLflow.")
-    p.add_argument("--epochs", type=cli.positive_int)
-    p.add_argument("--batch-size", type=cli.positive_int)
-    p.add_argument("--embedding-dim", type=cli.positive_int)
-    p.add_argument("--features", choices=FEATURES, help="ids: id embeddings only; all: plus user and item features")
+    p = cli.parser("train", "Train the two-tower retrieval model (Petastorm -> TFRS), evaluate it, log it to MLflow.",
+                   ("train.epochs", "train.batch_size", "train.embedding_dim", "train.learning_rate", "train.features",
+                    "train.temperature", "train.workers", "train.gpu", "train.petastorm_cache"))
     p.add_argument("--run-name", help="name of the run (and of its checkpoint folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="a named setup: tfrs-tutorial = ids, dim 32, Adagrad 0.1, batch 8192, 3 epochs")
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation at the end")
-    p.add_argument("--workers", type=cli.positive_int,
-                   help="training processes: 1 = in the driver (default); N > 1 = N Spark barrier tasks, "
-                        "each reading one shard, batch size / N rows per worker step")
-    p.add_argument("--gpu", action="store_true", default=None,
-                   help="with --workers N: one GPU per worker (needs Spark GPU scheduling, "
-                        "spark.task.resource.gpu.amount=1)")
-    p.add_argument("--petastorm-cache", metavar="URL",
-                   help="where Petastorm materialises the training rows (train.petastorm_cache); with workers on "
-                        "several machines, storage they all read, e.g. file:///dbfs/tmp/lakerec/petastorm_cache")
     return p
 
 
@@ -61,14 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def body():
-        from lakerec.config import override
+        from lakerec.config import load_config, override
         from lakerec.train.pipeline import apply_protocol
 
-        cfg = cli.config_from_args(args)
-        cfg = apply_protocol(cfg, args.protocol)
-        cfg = override(cfg, train__epochs=args.epochs, train__batch_size=args.batch_size,
-                       train__embedding_dim=args.embedding_dim, train__features=args.features,
-                       train__workers=args.workers, train__gpu=args.gpu, train__petastorm_cache=args.petastorm_cache)
+        # The protocol's settings first, then the flags and --set on top of them.
+        cfg = override(apply_protocol(load_config(args.conf), args.protocol), cli.given_values(args))
         if args.resume and args.protocol:
             raise ConfigError("--resume continues a run with its own settings: drop --protocol")
         spark = get_spark(cfg)

@@ -79,14 +79,18 @@ def add_options(p: argparse.ArgumentParser, keys) -> None:
         p.add_argument(option.flag, **kwargs)
 
 
-def config_from_args(args: argparse.Namespace, values: dict[str, Any] | None = None) -> Config:
-    """The config file of --conf, then the option flags given, then every --set, then `values`."""
+def given_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The config keys a person set on the command line: option flags, then every --set."""
     given = {o.key: getattr(args, o.name) for o in OPTIONS if getattr(args, o.name, None) is not None}
     for text in getattr(args, "assignments", None) or ():
         key, value = parse_assignment(text)
         given[key] = value
-    given.update(values or {})
-    return load_config(args.conf, given)
+    return given
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config file of --conf with the command line's values on top (validated)."""
+    return load_config(args.conf, given_values(args))
 
 
 def _analysis_message(e: Exception) -> str | None:
