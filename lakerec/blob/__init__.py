@@ -23,15 +23,14 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from typing import Callable
 
+from lakerec.blob.auth import ACCOUNT_URL_ENV, CONNECTION_STRING_ENV, BlobAuth, redact, resolve_auth, strip_query
 from lakerec.blob.local import list_local, md5_file, stat_local
 from lakerec.blob.plan import (
     LocalFile,
@@ -55,8 +54,6 @@ from lakerec.errors import LakeRecError
 
 log = logging.getLogger("lakerec.blob")
 
-CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
-ACCOUNT_URL_ENV = "AZURE_STORAGE_ACCOUNT_URL"
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -65,82 +62,8 @@ class BlobError(LakeRecError):
 
 
 # ---------------------------------------------------------------------------------------
-# Authentication and the client
+# The client
 # ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BlobAuth:
-    """How to reach the account. The connection string never appears in repr() or logs."""
-
-    connection_string: str | None = field(default=None, repr=False)
-    account_url: str | None = None
-
-    def describe(self) -> str:
-        if self.connection_string:
-            return f"connection string from {CONNECTION_STRING_ENV} (account {self.account_name or '?'})"
-        return f"DefaultAzureCredential for {strip_query(self.account_url or '')}"
-
-    @property
-    def account_name(self) -> str | None:
-        if self.connection_string:
-            m = re.search(r"(?:^|;)\s*AccountName=([^;]+)", self.connection_string, re.I)
-            return m.group(1).strip() if m else None
-        return None
-
-    def secrets(self) -> list[str]:
-        """Values that must never be printed: the account key, SAS tokens and signatures."""
-        out = []
-        for text in (self.connection_string, self.account_url):
-            if not text:
-                continue
-            out += [v for v in re.findall(r"\b(?:AccountKey|SharedAccessSignature|sig)=([^;&\s]+)", text, re.I) if v]
-            if "?" in text:
-                out.append(text.split("?", 1)[1])
-        return out
-
-
-def resolve_auth(account_url: str | None, environ: Mapping[str, str]) -> BlobAuth:
-    """Pick the credentials: an explicit --account-url wins, then the connection string, then the env URL.
-
-    Raises:
-        LakeRecError: nothing is configured, or the account URL is not https://.
-    """
-    url = (account_url or "").strip()
-    conn = (environ.get(CONNECTION_STRING_ENV) or "").strip()
-    if not url and conn:
-        return BlobAuth(connection_string=conn)
-    url = url or (environ.get(ACCOUNT_URL_ENV) or "").strip()
-    if not url:
-        raise LakeRecError(
-            f"no Azure Storage credentials configured: set {CONNECTION_STRING_ENV} (Azure portal > storage "
-            f"account > Access keys), or pass --account-url https://ACCOUNT.blob.core.windows.net (or set "
-            f"{ACCOUNT_URL_ENV}) and sign in with `az login` or a managed identity"
-        )
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.netloc:
-        raise LakeRecError(
-            f"account URL {strip_query(url)!r} must start with https:// (Azure AD tokens are only sent over "
-            "TLS), e.g. https://ACCOUNT.blob.core.windows.net"
-        )
-    return BlobAuth(account_url=url)
-
-
-def strip_query(url: str) -> str:
-    """A URL without its query string (where a SAS token would be)."""
-    p = urlsplit(url)
-    return urlunsplit((p.scheme, p.netloc, p.path, "", ""))
-
-
-_SECRET_PATTERNS = re.compile(r"\b(AccountKey|SharedAccessSignature|sig)=([^;&\s'\"]+)", re.I)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove account keys, SAS tokens and signatures from a message."""
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return _SECRET_PATTERNS.sub(lambda m: f"{m.group(1)}=***", text)
 
 
 @dataclass(frozen=True)
