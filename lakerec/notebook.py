@@ -35,6 +35,9 @@ from typing import Any, Iterable, Mapping
 from lakerec.config import REPO_ROOT, Config, load_config, override
 from lakerec.errors import LakeRecError
 
+# The notebooks call the plots as nb.plot_*: one import in a notebook reaches everything.
+from lakerec.notebook_plots import plot_ctr_by_position, plot_field_coverage, plot_long_tail  # noqa: F401
+
 log = logging.getLogger("lakerec.notebook")
 
 HEADER = "# Databricks notebook source"
@@ -189,12 +192,6 @@ def show_image(path: str | Path) -> None:
     display(Image(filename=str(path)))
 
 
-def _figure(width: float = 9, height: float = 4):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
-
-
 # --------------------------------------------------------------------------- 01_explore
 
 EXAMPLES_FILE = "examples.sql"
@@ -244,71 +241,6 @@ def long_tail(spark, cfg: Config):
     from lakerec.sqlfiles import render
 
     return spark.sql(render(LONG_TAIL_SQL, cfg))
-
-
-def plot_ctr_by_position(rows):
-    """CTR per position (bars) and impressions per position (line), one panel per split.
-
-    Args:
-        rows: pandas frame of the "CTR and CVR by position" query (split, position,
-            impressions, ctr, ...).
-    """
-    splits = sorted(rows["split"].unique(), key=lambda s: (s != "train", s))
-    fig = _figure(5 * max(1, len(splits)), 4)
-    for i, split in enumerate(splits, start=1):
-        part = rows[rows["split"] == split].dropna(subset=["position"]).sort_values("position")
-        # Positions are feature ids of field 301, in display order: label them as they are.
-        labels = part["position"].astype("int64").astype(str).tolist()
-        ax = fig.add_subplot(1, len(splits), i)
-        ax.bar(labels, part["ctr"].astype(float), color="tab:blue")
-        ax.set(xlabel="position (feature id of field 301)", ylabel="CTR", title=f"CTR by position ({split})")
-        ax.tick_params(axis="x", labelrotation=30)
-        twin = ax.twinx()
-        twin.plot(labels, part["impressions"].astype(float), color="tab:orange", marker="o")
-        twin.set_ylabel("impressions", color="tab:orange")
-    fig.tight_layout()
-    return fig
-
-
-def plot_long_tail(curve):
-    """Impressions per item by popularity rank (log-log) and the cumulative share of impressions."""
-    fig = _figure(10, 4)
-    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    left.loglog(curve["item_rank"], curve["impressions"], marker=".", linestyle="-")
-    left.set(xlabel="item rank", ylabel="train impressions", title="item popularity (log-log)")
-    left.grid(True, alpha=0.3)
-    right.plot(curve["share_of_items"], curve["share_of_impressions"])
-    right.plot([0, 1], [0, 1], color="gray", linestyle=":", label="equal exposure")
-    top = curve[curve["share_of_items"] <= 0.2]
-    if len(top):
-        share = float(top["share_of_impressions"].iloc[-1])
-        right.set_title(f"the top 20% of items get {share:.0%} of the impressions")
-    right.set(xlabel="share of items (most shown first)", ylabel="share of impressions")
-    right.legend()
-    fig.tight_layout()
-    return fig
-
-
-def plot_field_coverage(rows):
-    """Share of impressions carrying each field, train and test side by side.
-
-    Args:
-        rows: pandas frame of the "Field coverage" query (split, field, coverage).
-    """
-    table = rows.pivot(index="field", columns="split", values="coverage").astype(float)
-    table = table[sorted(table.columns, key=lambda s: (s != "train", s))]
-    order = list(dict.fromkeys(rows["field"]))  # the query's field order
-    table = table.reindex(order[::-1])
-    fig = _figure(8, 0.3 * len(table) + 1.5)
-    ax = fig.add_subplot(1, 1, 1)
-    height = 0.8 / max(1, len(table.columns))
-    for i, split in enumerate(table.columns):
-        ax.barh([y + i * height for y in range(len(table))], table[split], height=height, label=split)
-    ax.set_yticks([y + height * (len(table.columns) - 1) / 2 for y in range(len(table))], table.index)
-    ax.set(xlabel="share of impressions with the field", xlim=(0, 1.05), title="field coverage")
-    ax.legend()
-    fig.tight_layout()
-    return fig
 
 
 # --------------------------------------------------------------------------- 02_train
