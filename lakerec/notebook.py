@@ -55,6 +55,7 @@ CONFIG_KEYS = {
 # --------------------------------------------------------------------------- where we run
 
 def on_databricks() -> bool:
+    """Whether this process runs on a Databricks cluster (its runtime sets the variable)."""
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
@@ -69,6 +70,7 @@ def _notebook_global(name: str) -> Any:
 
 
 def _dbutils():
+    """Databricks' `dbutils` (widgets, task values), or None outside Databricks."""
     dbutils = _notebook_global("dbutils")
     if dbutils is None and on_databricks():
         from pyspark.dbutils import DBUtils  # only on Databricks
@@ -109,29 +111,50 @@ def parameters(**defaults: Any) -> dict[str, str]:
 
 
 def _from_repo(path: str) -> str:
-    """A relative local path is relative to the repository root (where the jobs run from),
-    not to notebooks/ where a notebook's kernel starts; URLs and absolute paths stay."""
+    """A path as the jobs would read it: a relative local one against the repository root.
+
+    The jobs run from the repository root, a notebook's kernel starts in notebooks/: the
+    same `lake` must name the same folder in both. URLs and absolute paths stay as they are.
+    """
     if not path or "://" in path or Path(path).is_absolute():
         return path
     return str(REPO_ROOT / path)
 
 
 def config(params: Mapping[str, str]) -> Config:
-    """The Config a notebook runs with: `conf` (a YAML file) and the parameters that override it."""
+    """The Config a notebook runs with: `conf` (a YAML file) and the parameters that override it.
+
+    Args:
+        params: what `parameters` returned; names in CONFIG_KEYS override the file, an
+            empty value keeps the file's setting.
+
+    Returns:
+        The Config, its lake resolved against the repository root.
+    """
     overrides = {CONFIG_KEYS[k]: v for k, v in params.items() if k in CONFIG_KEYS and str(v).strip() != ""}
     cfg = load_config(_from_repo(params.get("conf", "")) or None, **overrides)
     return override(cfg, lake=_from_repo(cfg.lake))
 
 
 def publish(key: str, value: Any) -> None:
-    """Hand a value to the job's next tasks ({{tasks.<task>.values.<key>}}); nothing locally."""
+    """Hand a value to the job's next tasks ({{tasks.<task>.values.<key>}}); nothing locally.
+
+    Args:
+        key: the task value's name.
+        value: a JSON-serialisable value.
+    """
     dbutils = _dbutils()
     if dbutils is not None:
         dbutils.jobs.taskValues.set(key=key, value=value)
 
 
 def finish(spark, cfg: Config) -> None:
-    """End of a notebook: stop a local session (it holds the lake's catalog); keep a cluster's."""
+    """End of a notebook: stop a local session (it holds the lake's catalog); keep a cluster's.
+
+    Args:
+        spark: the notebook's SparkSession.
+        cfg: its Config; a local one names a Spark master.
+    """
     if cfg.spark.master is not None:
         spark.stop()
 
@@ -139,7 +162,12 @@ def finish(spark, cfg: Config) -> None:
 # --------------------------------------------------------------------------- display
 
 def show(df, limit: int = 50) -> None:
-    """A Spark or pandas DataFrame as a table: Databricks' `display`, else the notebook's HTML."""
+    """A Spark or pandas DataFrame as a table: Databricks' `display`, else the notebook's HTML.
+
+    Args:
+        df: a Spark or pandas DataFrame.
+        limit: the most rows shown (and, for Spark, collected).
+    """
     databricks_display = _notebook_global("display") if on_databricks() else None
     if hasattr(df, "sparkSession"):
         df = df.limit(limit)
@@ -155,13 +183,21 @@ def show(df, limit: int = 50) -> None:
 
 
 def show_markdown(text: str) -> None:
+    """Markdown text as a rendered output of the cell."""
     from IPython.display import Markdown, display
 
     display(Markdown(text))
 
 
 def figure_png(fig) -> bytes:
-    """A matplotlib Figure as PNG bytes (no pyplot, no display backend needed)."""
+    """A matplotlib Figure as PNG bytes (no pyplot, no display backend needed).
+
+    Args:
+        fig: a matplotlib Figure, e.g. one of the `plot_*` functions'.
+
+    Returns:
+        The PNG file's bytes.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -171,12 +207,14 @@ def figure_png(fig) -> bytes:
 
 
 def show_figure(fig) -> None:
+    """A matplotlib Figure as a PNG output of the cell (the same on Databricks and Jupyter)."""
     from IPython.display import Image, display
 
     display(Image(data=figure_png(fig), format="png"))
 
 
 def show_image(path: str | Path) -> None:
+    """An image file (e.g. a run's plot artifact) as an output of the cell."""
     from IPython.display import Image, display
 
     display(Image(filename=str(path)))
@@ -213,14 +251,33 @@ ORDER BY item_rank
 
 
 def example_queries(spark, cfg: Config) -> dict[str, Any]:
-    """The statements of lakerec/sql/examples.sql as DataFrames, by their title."""
+    """The statements of lakerec/sql/examples.sql as DataFrames, by their title.
+
+    Args:
+        spark: the notebook's SparkSession.
+        cfg: its Config (the database the statements read).
+
+    Returns:
+        title -> DataFrame, lazily evaluated, in the file's order.
+    """
     from lakerec.sqlfiles import run_statements, sql_file
 
     return {st.title: df for st, df in run_statements(spark, sql_file(EXAMPLES_FILE), cfg)}
 
 
 def query(queries: Mapping[str, Any], title_start: str):
-    """The DataFrame whose title starts with `title_start`."""
+    """The DataFrame whose title starts with `title_start`.
+
+    Args:
+        queries: what `example_queries` returned.
+        title_start: the start of one statement's title.
+
+    Returns:
+        That statement's DataFrame.
+
+    Raises:
+        LakeRecError: no statement, or more than one, has a title starting so.
+    """
     found = [df for title, df in queries.items() if title and title.startswith(title_start)]
     if len(found) != 1:
         raise LakeRecError(f"{EXAMPLES_FILE} has {len(found)} statements titled {title_start!r}...: expected one")
@@ -228,6 +285,15 @@ def query(queries: Mapping[str, Any], title_start: str):
 
 
 def long_tail(spark, cfg: Config):
+    """The items' popularity curve of LONG_TAIL_SQL over the train split of `samples`.
+
+    Args:
+        spark: the notebook's SparkSession.
+        cfg: its Config.
+
+    Returns:
+        DataFrame of item_rank, impressions, items, share_of_impressions, share_of_items.
+    """
     from lakerec.sqlfiles import render
 
     return spark.sql(render(LONG_TAIL_SQL, cfg))
@@ -236,7 +302,14 @@ def long_tail(spark, cfg: Config):
 # --------------------------------------------------------------------------- 02_train
 
 def evaluation_frame(result: dict):
-    """The model-versus-baselines table as a pandas frame: one row per segment and method."""
+    """The model-versus-baselines table as a pandas frame: one row per segment and method.
+
+    Args:
+        result: the training job's evaluation (its "rows" and "metrics" by segment).
+
+    Returns:
+        pandas frame of segment, method, rows and one column per metric.
+    """
     import pandas as pd
 
     rows = [
@@ -247,7 +320,15 @@ def evaluation_frame(result: dict):
 
 
 def run_plots(run_id: str, into: str | Path) -> list[Path]:
-    """Download the run's plots/ artifacts (training curves, recall@K, popularity) into a folder."""
+    """Download the run's plots/ artifacts (training curves, recall@K, popularity) into a folder.
+
+    Args:
+        run_id: the MLflow run.
+        into: the folder to download into.
+
+    Returns:
+        The PNG files: the training curves, recall@K, then the rest by name.
+    """
     import mlflow
 
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="plots", dst_path=str(into))
@@ -256,7 +337,16 @@ def run_plots(run_id: str, into: str | Path) -> list[Path]:
 
 
 def run_link(spark, cfg: Config, run_id: str) -> str:
-    """Markdown that leads to the run: the workspace's MLflow UI, or how to open the local one."""
+    """Markdown that leads to the run: the workspace's MLflow UI, or how to open the local one.
+
+    Args:
+        spark: the notebook's SparkSession (on Databricks it knows the workspace's URL).
+        cfg: its Config (the tracking URI and experiment).
+        run_id: the MLflow run.
+
+    Returns:
+        Markdown text for `show_markdown`.
+    """
     from mlflow.tracking import MlflowClient
 
     from lakerec.train import tracking
@@ -317,7 +407,19 @@ ORDER BY r.rank
 
 
 def pick_user(spark, cfg: Config, user_id: str | int | None) -> int:
-    """The given user (checked against user_vocab), or the one with the most training positives."""
+    """The given user (checked against user_vocab), or the one with the most training positives.
+
+    Args:
+        spark: the notebook's SparkSession.
+        cfg: its Config.
+        user_id: a user id, or None or "" for the most active user.
+
+    Returns:
+        The user id.
+
+    Raises:
+        LakeRecError: the id is not a number or not in user_vocab, or there are no training positives.
+    """
     from lakerec.sqlfiles import render
     from lakerec.tables import read_table
 
@@ -338,12 +440,23 @@ def pick_user(spark, cfg: Config, user_id: str | int | None) -> int:
 
 
 def user_history(spark, cfg: Config, user_id: int):
+    """The user's training positives, newest first, with each item's popularity (HISTORY_SQL).
+
+    Args:
+        spark: the notebook's SparkSession.
+        cfg: its Config.
+        user_id: the user.
+
+    Returns:
+        DataFrame of sample_id, item_id, the item's features, item_impressions, item_clicks.
+    """
     from lakerec.sqlfiles import render
 
     return spark.sql(render(HISTORY_SQL, cfg, {"user_id": str(int(user_id))}))
 
 
 def _recommendations_cover(spark, cfg: Config, run_id: str, user_id: int, k: int) -> bool:
+    """Whether the `recommendations` table holds at least the top k of this run for the user."""
     from lakerec.tables import table_exists
 
     name = cfg.table("recommendations")
@@ -360,6 +473,13 @@ def top_k(spark, cfg: Config, user_id: int, k: int = 10, run_id: str | None = No
 
     Read from the `recommendations` table if it holds this run's top-k for the user (the
     workflow's recommend task writes it); otherwise the recommend job runs first.
+
+    Args:
+        spark: the notebook's SparkSession.
+        cfg: its Config.
+        user_id: the user.
+        k: how many items.
+        run_id: the training run (default: the newest finished one).
 
     Returns:
         (run_id, DataFrame of rank, item_id, score, item features, in_history, clicked_in_test).
