@@ -51,7 +51,7 @@ def plot_long_tail(curve):
     """Impressions per item by popularity rank (log-log) and the cumulative share of impressions.
 
     Args:
-        curve: pandas frame of `lakerec.notebook.long_tail` (item_rank, impressions,
+        curve: pandas frame of `lakerec.notebook_data.long_tail` (item_rank, impressions,
             share_of_items, share_of_impressions).
 
     Returns:
