@@ -5,7 +5,7 @@
 # MAGIC SQL over the Delta tables that `jobs.ingest` wrote: the click/conversion funnel, CTR by
 # MAGIC position, the items' long tail and how often each field is present. The queries are those of
 # MAGIC `lakerec/sql/examples.sql` (run them yourself with `python -m jobs.sql -f lakerec/sql/examples.sql`);
-# MAGIC the plotting is in `lakerec/notebook.py`.
+# MAGIC the plotting is in `lakerec/notebook_plots.py`.
 # MAGIC
 # MAGIC **Parameters** (widgets on Databricks; `LAKEREC_<NAME>` environment variables locally):
 # MAGIC `conf` the config file, `lake` the lake root, `database` the tables' database (on Unity Catalog `catalog.schema`).

@@ -23,7 +23,7 @@ import psutil
 import pytest
 import yaml
 
-from lakerec import notebook
+from lakerec import notebook_runner as notebook
 from lakerec.aliccp.fields import FEATURE_SEP, FIELD_SEP, VALUE_SEP
 
 REPO = Path(__file__).resolve().parent.parent
