@@ -27,7 +27,7 @@ OUT = REPO / "bench" / "out" / "oracle"
 
 def oracle_ranks(oracle, user_ids: np.ndarray, item_ids: np.ndarray, k: int) -> np.ndarray:
     """Rank of each test row's item in its user's oracle top-k (MISS beyond k or unknown user)."""
-    from lakerec.train import metrics as M
+    from lakerec.retrieval import metrics as M
 
     ranks = np.full(len(user_ids), M.MISS, dtype=np.int64)
     known = np.isin(user_ids, oracle.user_ids)
@@ -52,8 +52,8 @@ def main() -> None:
     from lakerec.aliccp.oracle import Oracle
     from lakerec.config import load_config, override
     from lakerec.spark import get_spark
-    from lakerec.train import metrics as M
-    from lakerec.train.pipeline import query_key_column, train
+    from lakerec.retrieval import metrics as M
+    from lakerec.retrieval.pipeline import query_key_column, train
 
     shutil.rmtree(OUT, ignore_errors=True)
     raw, lake = OUT / "raw", OUT / "lake"

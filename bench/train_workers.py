@@ -4,7 +4,7 @@
         [--features all] [--master local[2]] [--lake DIR]
 
 Writes planted training tables into a scratch lake (its own Spark session), then runs the
-code path of `python -m jobs.train` (lakerec.train.pipeline.train, without the evaluation)
+code path of `python -m jobs.train` (lakerec.retrieval.pipeline.train, without the evaluation)
 on the same tables, with the same seed and global batch size, side by side in one run:
     1 worker    `--workers 1`: the fit runs in the driver process
     2 workers   `--workers 2`: two Spark barrier tasks under MultiWorkerMirroredStrategy,
@@ -58,7 +58,7 @@ def main(argv=None) -> None:
 
     from lakerec.config import load_config, override
     from lakerec.spark import get_spark
-    from lakerec.train.pipeline import train
+    from lakerec.retrieval.pipeline import train
     from tests.train_fixtures import write_planted_tables
 
     lake = Path(args.lake) if args.lake else Path(tempfile.mkdtemp(prefix="lakerec-bench-workers-"))

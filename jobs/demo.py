@@ -30,7 +30,7 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int) -> dic
     from lakerec import filtering, ingest
     from lakerec.aliccp.generator import format_summary, generate
     from lakerec.sqlfiles import run_statements, sql_file
-    from lakerec.train.pipeline import recommend, train
+    from lakerec.retrieval.pipeline import recommend, train
 
     timings: dict[str, float] = {}
     raw = cfg.lake_path / "raw"

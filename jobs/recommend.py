@@ -16,7 +16,7 @@ from lakerec.spark import get_spark
 
 
 def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
-    from lakerec.train.pipeline import recommend
+    from lakerec.retrieval.pipeline import recommend
 
     return recommend(spark, cfg, k=k, run_id=run_id)
 

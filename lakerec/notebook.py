@@ -337,7 +337,7 @@ def run_link(spark, cfg: Config, run_id: str) -> str:
     """Markdown that leads to the run: the workspace's MLflow UI, or how to open the local one."""
     from mlflow.tracking import MlflowClient
 
-    from lakerec.train import tracking
+    from lakerec.retrieval import tracking
 
     tracking.configure(cfg)
     run = MlflowClient().get_run(run_id)
@@ -444,7 +444,7 @@ def top_k(spark, cfg: Config, user_id: int, k: int = 10, run_id: str | None = No
     """
     from jobs import recommend as recommend_job
     from lakerec.sqlfiles import render
-    from lakerec.train import tracking
+    from lakerec.retrieval import tracking
 
     if k < 1:
         raise LakeRecError(f"k must be at least 1 (got {k})")

@@ -140,8 +140,8 @@ def test_resume_continues_epochs_and_optimizer_steps(spark, planted_cfg):
     from mlflow.tracking import MlflowClient
 
     from jobs import train
-    from lakerec.train.callbacks import StopAfterEpoch
-    from lakerec.train.pipeline import STATE_FILE, checkpoint_root
+    from lakerec.retrieval.callbacks import StopAfterEpoch
+    from lakerec.retrieval.pipeline import STATE_FILE, checkpoint_root
 
     cfg, planted = planted_cfg
     cfg = override(cfg, train__features="ids", train__monitor_rows=0, train__epochs=3)
@@ -166,7 +166,7 @@ def test_resume_continues_epochs_and_optimizer_steps(spark, planted_cfg):
 def test_logq_correction_lowers_popular_items_logits():
     import tensorflow as tf
 
-    from lakerec.train.model import TwoTowerModel
+    from lakerec.retrieval.model import TwoTowerModel
 
     class Passthrough(tf.keras.Model):
         def __init__(self, key):

@@ -53,7 +53,7 @@ def apply_protocol(cfg: Config, protocol: str | None) -> Config:
 
 def validate_train_conf(tc: TrainConf) -> None:
     """Refuse settings that cannot train, with the flag or key to fix."""
-    from lakerec.train.features import FEATURE_SETS
+    from lakerec.retrieval.features import FEATURE_SETS
 
     problems = []
     if tc.features not in FEATURE_SETS:
@@ -96,7 +96,7 @@ def item_train_counts(train_df, num_items: int) -> np.ndarray:
 
 def load_items(spark, cfg: Config, item_vocab, spec) -> dict[str, np.ndarray]:
     """The catalogue (item_id + the candidate tower's columns), every vocabulary item."""
-    from lakerec.train import data
+    from lakerec.retrieval import data
 
     cols = ["item_id"] + spec.candidate_columns()
     with data.converted(spark, item_vocab, cfg, cols, spec.array_lengths()) as feed:
@@ -112,7 +112,7 @@ def load_items(spark, cfg: Config, item_vocab, spec) -> dict[str, np.ndarray]:
 
 
 def load_users(spark, cfg: Config, user_vocab) -> tuple[np.ndarray, np.ndarray]:
-    from lakerec.train import data
+    from lakerec.retrieval import data
 
     with data.converted(spark, user_vocab, cfg, ["user_id", "user_index"], {}) as feed:
         users = data.read_all(feed)
@@ -123,7 +123,7 @@ def query_key_column():
     """One key per query: a user in one context (same user id and user features)."""
     from pyspark.sql import functions as F
 
-    from lakerec.train.features import USER_MULTI, USER_SINGLE, ids_column, index_column, weights_column
+    from lakerec.retrieval.features import USER_MULTI, USER_SINGLE, ids_column, index_column, weights_column
 
     cols = ["user_id"] + [index_column(n) for n in USER_SINGLE]
     for n in USER_MULTI:
@@ -169,8 +169,8 @@ def _metric_history(run_id: str, names: Sequence[str]) -> dict[str, list[float]]
 
 def build_model(spec, tc: TrainConf, probabilities: np.ndarray | None):
     """A compiled TwoTowerModel for a spec and the training settings."""
-    from lakerec.train.model import TwoTowerModel, make_optimizer
-    from lakerec.train.towers import build_towers
+    from lakerec.retrieval.model import TwoTowerModel, make_optimizer
+    from lakerec.retrieval.towers import build_towers
 
     query, candidate = build_towers(spec, tc.embedding_dim, tc.hidden_units)
     model = TwoTowerModel(
@@ -213,7 +213,7 @@ def _read_sample(test_df, spec, rows: int) -> dict | None:
 
     if rows <= 0:
         return None
-    from lakerec.train import data
+    from lakerec.retrieval import data
 
     cols = ["item_id"] + spec.query_columns() + ["item_index"]
     warm = test_df.where(F.col("item_index") > 0).select("*", query_key_column())
@@ -258,7 +258,7 @@ def train(
     """Train (or resume) a two-tower model on cfg.database's tables; export, register, evaluate.
 
     With `train.workers` = N > 1 the fit runs on N Spark barrier tasks, each reading one
-    shard (lakerec/train/distributed.py); the rest runs on the driver as with one worker.
+    shard (lakerec/retrieval/distributed.py); the rest runs on the driver as with one worker.
 
     Args:
         spark: the session.
@@ -280,11 +280,11 @@ def train(
     import mlflow
     import tensorflow as tf
 
-    from lakerec.train import data, distributed, export, loop, plots, tracking
-    from lakerec.train.callbacks import MlflowEpochMetrics, Monitor
-    from lakerec.train.evaluate import Catalogue, candidate_matrix
-    from lakerec.train.features import build_spec
-    from lakerec.train.model import item_probabilities
+    from lakerec.retrieval import data, distributed, export, loop, plots, tracking
+    from lakerec.retrieval.callbacks import MlflowEpochMetrics, Monitor
+    from lakerec.retrieval.evaluate import Catalogue, candidate_matrix
+    from lakerec.retrieval.features import build_spec
+    from lakerec.retrieval.model import item_probabilities
 
     root = checkpoint_root(cfg)
     state: dict = {}
@@ -434,8 +434,8 @@ def evaluate_run(spark, cfg: Config, run_id: str | None = None, *, catalogue=Non
     """
     import mlflow
 
-    from lakerec.train import data, export, plots, tracking
-    from lakerec.train.evaluate import Catalogue, collect_ranks, evaluate, flat_metrics, format_table
+    from lakerec.retrieval import data, export, plots, tracking
+    from lakerec.retrieval.evaluate import Catalogue, collect_ranks, evaluate, flat_metrics, format_table
 
     tracking.configure(cfg)
     run_id = run_id or tracking.latest_training_run(cfg)
@@ -530,7 +530,7 @@ def recommend(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> di
     from mlflow.tracking import MlflowClient
 
     from lakerec.tables import table_version
-    from lakerec.train import data, export, tracking
+    from lakerec.retrieval import data, export, tracking
 
     if k < 1:
         raise ConfigError(f"--k must be at least 1 (got {k})")
