@@ -5,7 +5,7 @@
 
 Trains a two-tower model briefly on planted in-memory data (so the accuracy is not
 trivial), then measures, side by side in one run:
-    ours                lakerec.retrieval.evaluate: catalogue embeddings once, then per batch
+    ours                lakerec.retrieval.catalogue_ranks: catalogue embeddings once, then per batch
                         one matmul and a comparison (rank of the positive)
     tfrs streaming      tfrs.metrics.FactorizedTopK(candidates=items.batch(128).map(tower)),
                         as in the TFRS basic-retrieval tutorial
@@ -31,7 +31,7 @@ import tensorflow_recommenders as tfrs  # noqa: E402
 
 from lakerec.config import TrainConf  # noqa: E402
 from lakerec.retrieval import metrics as M  # noqa: E402
-from lakerec.retrieval.evaluate import candidate_matrix, collect_ranks  # noqa: E402
+from lakerec.retrieval.catalogue_ranks import candidate_matrix, collect_ranks  # noqa: E402
 from lakerec.retrieval.features import ITEM_MULTI, ITEM_SINGLE, USER_MULTI, USER_SINGLE, FeatureSpec  # noqa: E402
 from lakerec.retrieval.model import item_probabilities  # noqa: E402
 from lakerec.retrieval.pipeline import build_model  # noqa: E402

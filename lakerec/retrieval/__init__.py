@@ -9,7 +9,7 @@ Modules, each with one job:
     callbacks  per-epoch monitoring and MLflow metrics (and a test hook that interrupts a run)
     distributed the same fit on N Spark barrier tasks (MultiWorkerMirroredStrategy), one shard each
     metrics    recall@K, NDCG@K, top-K accuracy from the ranks of the positives (numpy)
-    evaluate   full-catalogue ranks for the model and the baselines; the results table
+    catalogue_ranks  full-catalogue ranks for the model and the baselines; the results table
     export     query tower + index over all items as a SavedModel; MLflow pyfunc
     pyfunc_model  the pyfunc wrapper, logged as code (self-contained)
     plots      training curves, recall against K, the popularity long tail

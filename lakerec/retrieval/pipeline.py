@@ -282,7 +282,7 @@ def train(
 
     from lakerec.retrieval import data, distributed, export, loop, plots, tracking
     from lakerec.retrieval.callbacks import MlflowEpochMetrics, Monitor
-    from lakerec.retrieval.evaluate import Catalogue, candidate_matrix
+    from lakerec.retrieval.catalogue_ranks import Catalogue, candidate_matrix
     from lakerec.retrieval.features import build_spec
     from lakerec.retrieval.model import item_probabilities
 
@@ -435,7 +435,7 @@ def evaluate_run(spark, cfg: Config, run_id: str | None = None, *, catalogue=Non
     import mlflow
 
     from lakerec.retrieval import data, export, plots, tracking
-    from lakerec.retrieval.evaluate import Catalogue, collect_ranks, evaluate, flat_metrics, format_table
+    from lakerec.retrieval.catalogue_ranks import Catalogue, collect_ranks, evaluate, flat_metrics, format_table
 
     tracking.configure(cfg)
     run_id = run_id or tracking.latest_training_run(cfg)
