@@ -33,8 +33,7 @@ from lakerec.config import TrainConf  # noqa: E402
 from lakerec.retrieval import metrics as M  # noqa: E402
 from lakerec.retrieval.catalogue_ranks import candidate_matrix, collect_ranks  # noqa: E402
 from lakerec.retrieval.features import ITEM_MULTI, ITEM_SINGLE, USER_MULTI, USER_SINGLE, FeatureSpec  # noqa: E402
-from lakerec.retrieval.model import item_probabilities  # noqa: E402
-from lakerec.retrieval.pipeline import build_model  # noqa: E402
+from lakerec.retrieval.model import build_model, item_probabilities  # noqa: E402
 from tests.train_fixtures import planted_tables  # noqa: E402
 
 K = 100

@@ -53,7 +53,8 @@ def main() -> None:
     from lakerec.config import load_config, override
     from lakerec.spark import get_spark
     from lakerec.retrieval import metrics as M
-    from lakerec.retrieval.pipeline import query_key_column, train
+    from lakerec.retrieval import train
+    from lakerec.retrieval.data import query_key_column
 
     shutil.rmtree(OUT, ignore_errors=True)
     raw, lake = OUT / "raw", OUT / "lake"
@@ -63,7 +64,7 @@ def main() -> None:
     spark = get_spark(cfg)
     ingest.run(spark, cfg, str(raw))
     filtering.run(spark, cfg)
-    trained = train(spark, cfg)
+    trained = train.run(spark, cfg)
     k = 100
     metrics = trained["evaluation"]["metrics"]["all"]
     test = (spark.table(cfg.table("test_interactions"))

@@ -77,8 +77,8 @@ def main(argv=None) -> None:
     from lakerec.spark import get_spark
     from lakerec.retrieval import data
     from lakerec.retrieval.features import build_spec
-    from lakerec.retrieval.model import item_probabilities
-    from lakerec.retrieval.pipeline import build_model, item_train_counts, read_inputs
+    from lakerec.retrieval.data import item_train_counts, read_inputs
+    from lakerec.retrieval.model import build_model, item_probabilities
     from tests.train_fixtures import write_planted_tables
 
     lake = Path(args.lake) if args.lake else Path(tempfile.mkdtemp(prefix="lakerec-bench-"))

@@ -16,9 +16,9 @@ from lakerec.spark import get_spark
 
 def run(spark, cfg: Config, run_id: str | None = None, log_to_mlflow: bool = True) -> tuple[dict, str]:
     """(evaluation dict, table text) of run_id (default: the newest finished training run)."""
-    from lakerec.retrieval.pipeline import evaluate_run
+    from lakerec.retrieval import evaluate
 
-    return evaluate_run(spark, cfg, run_id, log_to_mlflow=log_to_mlflow)
+    return evaluate.run(spark, cfg, run_id, log_to_mlflow=log_to_mlflow)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,9 +16,9 @@ from lakerec.spark import get_spark
 
 
 def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
-    from lakerec.retrieval.pipeline import recommend
+    from lakerec.retrieval import recommend
 
-    return recommend(spark, cfg, k=k, run_id=run_id)
+    return recommend.run(spark, cfg, k=k, run_id=run_id)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,15 +25,15 @@ FEATURES = ("ids", "all")
 
 def run(spark, cfg: Config, *, run_name: str | None = None, resume: bool = False, epochs: int | None = None,
         protocol: str | None = None, callbacks=(), evaluate_after: bool = True) -> dict:
-    """Train (or resume) and evaluate; see lakerec.retrieval.pipeline.train."""
-    from lakerec.retrieval.pipeline import train
+    """Train (or resume) and evaluate; see lakerec.retrieval.train.run."""
+    from lakerec.retrieval import train
 
-    return train(spark, cfg, run_name=run_name, resume=resume, epochs=epochs, protocol=protocol,
+    return train.run(spark, cfg, run_name=run_name, resume=resume, epochs=epochs, protocol=protocol,
                  callbacks=callbacks, evaluate_after=evaluate_after)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lakerec.retrieval.pipeline import PROTOCOLS
+    from lakerec.retrieval.protocols import PROTOCOLS
 
     p = cli.parser("train", "Train the two-tower retrieval model (Petastorm -> TFRS), evaluate it, log it to MLflow.")
     p.add_argument("--epochs", type=cli.positive_int)
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def body():
         from lakerec.config import override
-        from lakerec.retrieval.pipeline import apply_protocol
+        from lakerec.retrieval.protocols import apply_protocol
 
         cfg = cli.config_from_args(args)
         cfg = apply_protocol(cfg, args.protocol)

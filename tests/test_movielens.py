@@ -62,7 +62,8 @@ def test_1m_format_random_split_trains_with_the_tutorial_protocol(spark, cfg, tm
 
     from jobs import movielens, train
     from lakerec.movielens import read_ratings, split_ratings
-    from lakerec.retrieval.pipeline import apply_protocol, table_property
+    from lakerec.retrieval.data import table_property
+    from lakerec.retrieval.protocols import apply_protocol
 
     path = tmp_path / "ratings.dat"
     path.write_text(_ratings_1m())

@@ -141,7 +141,7 @@ def test_resume_continues_epochs_and_optimizer_steps(spark, planted_cfg):
 
     from jobs import train
     from lakerec.retrieval.callbacks import StopAfterEpoch
-    from lakerec.retrieval.pipeline import STATE_FILE, checkpoint_root
+    from lakerec.retrieval.train import STATE_FILE, checkpoint_root
 
     cfg, planted = planted_cfg
     cfg = override(cfg, train__features="ids", train__monitor_rows=0, train__epochs=3)

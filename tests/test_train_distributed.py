@@ -59,7 +59,7 @@ def test_only_the_chief_reaches_mlflow_and_the_checkpoints(one_and_two):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from lakerec.retrieval.pipeline import checkpoint_root
+    from lakerec.retrieval.train import checkpoint_root
 
     cfg, _, _, two, _ = one_and_two
     client = MlflowClient()
@@ -123,7 +123,7 @@ def test_a_failing_worker_fails_the_run_with_its_error(spark, planted_cfg):
     from jobs import train
     from lakerec.retrieval.callbacks import StopAfterEpoch
     from lakerec.retrieval.distributed import OnWorker, WorkerFailed
-    from lakerec.retrieval.pipeline import STATE_FILE, checkpoint_root
+    from lakerec.retrieval.train import STATE_FILE, checkpoint_root
 
     cfg, _ = planted_cfg
     cfg = override(cfg, train__workers=2, train__features="ids", train__monitor_rows=0)
