@@ -16,20 +16,10 @@ from __future__ import annotations
 import argparse
 
 from lakerec import cli
-from lakerec.config import Config
 from lakerec.errors import ConfigError
 from lakerec.spark import get_spark
 
 FEATURES = ("ids", "all")
-
-
-def run(spark, cfg: Config, *, run_name: str | None = None, resume: bool = False, epochs: int | None = None,
-        protocol: str | None = None, callbacks=(), evaluate_after: bool = True) -> dict:
-    """Train (or resume) and evaluate; see lakerec.retrieval.train.run."""
-    from lakerec.retrieval import train
-
-    return train.run(spark, cfg, run_name=run_name, resume=resume, epochs=epochs, protocol=protocol,
-                 callbacks=callbacks, evaluate_after=evaluate_after)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def body():
         from lakerec.config import override
+        from lakerec.retrieval import train
         from lakerec.retrieval.protocols import apply_protocol
 
         cfg = cli.config_from_args(args)
@@ -72,8 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.resume and args.protocol:
             raise ConfigError("--resume continues a run with its own settings: drop --protocol")
         spark = get_spark(cfg)
-        out = run(spark, cfg, run_name=args.run_name, resume=args.resume, epochs=args.epochs if args.resume else None,
-                  protocol=args.protocol, evaluate_after=not args.no_evaluate)
+        out = train.run(spark, cfg, run_name=args.run_name, resume=args.resume,
+                        epochs=args.epochs if args.resume else None, protocol=args.protocol,
+                        evaluate_after=not args.no_evaluate)
         if out["table"]:
             print(out["table"])
         print(f"run {out['run_name']} ({out['run_id']}): model version {out['model_version']}")

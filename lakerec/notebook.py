@@ -442,7 +442,7 @@ def top_k(spark, cfg: Config, user_id: int, k: int = 10, run_id: str | None = No
     Returns:
         (run_id, DataFrame of rank, item_id, score, item features, in_history, clicked_in_test).
     """
-    from jobs import recommend as recommend_job
+    from lakerec.retrieval import recommend as recommend_job
     from lakerec.sqlfiles import render
     from lakerec.retrieval import tracking
 

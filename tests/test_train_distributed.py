@@ -31,7 +31,7 @@ def planted_cfg(base_cfg, spark):
 
 @pytest.fixture(scope="module")
 def one_and_two(spark, planted_cfg):
-    from jobs import train
+    from lakerec.retrieval import train
 
     cfg, planted = planted_cfg
     one = train.run(spark, cfg, run_name="one-worker")
@@ -98,7 +98,7 @@ def test_each_worker_reads_its_own_even_shard(spark, planted_cfg):
 def test_a_run_interrupted_in_the_driver_resumes_on_two_workers(spark, planted_cfg):
     from mlflow.tracking import MlflowClient
 
-    from jobs import train
+    from lakerec.retrieval import train
     from lakerec.retrieval.callbacks import StopAfterEpoch
 
     cfg, planted = planted_cfg
@@ -120,7 +120,7 @@ def test_a_run_interrupted_in_the_driver_resumes_on_two_workers(spark, planted_c
 def test_a_failing_worker_fails_the_run_with_its_error(spark, planted_cfg):
     from mlflow.tracking import MlflowClient
 
-    from jobs import train
+    from lakerec.retrieval import train
     from lakerec.retrieval.callbacks import StopAfterEpoch
     from lakerec.retrieval.distributed import OnWorker, WorkerFailed
     from lakerec.retrieval.train import STATE_FILE, checkpoint_root
@@ -141,7 +141,7 @@ def test_a_failing_worker_fails_the_run_with_its_error(spark, planted_cfg):
 
 
 def test_worker_counts_the_cluster_cannot_run_are_refused(spark, planted_cfg):
-    from jobs import train
+    from lakerec.retrieval import train
 
     cfg, _ = planted_cfg
     cases = (
