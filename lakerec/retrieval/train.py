@@ -59,11 +59,12 @@ def _find_resumable(root: Path, database: str, run_name: str | None) -> tuple[st
     return name, state
 
 
-def resumed_config(cfg: Config, run_name: str | None, epochs: int | None) -> tuple[Config, str, dict]:
+def resumed_config(cfg: Config, root: Path, run_name: str | None, epochs: int | None) -> tuple[Config, str, dict]:
     """The configuration to continue an interrupted run with.
 
     Args:
         cfg: this invocation's configuration.
+        root: where the runs' checkpoint folders are (checkpoint_root of this invocation).
         run_name: the run to continue; None: the newest unfinished run of cfg.database.
         epochs: the new total epoch count, or None to keep the run's.
 
@@ -73,7 +74,7 @@ def resumed_config(cfg: Config, run_name: str | None, epochs: int | None) -> tup
     Raises:
         LakeRecError: there is no such run to continue.
     """
-    run_name, state = _find_resumable(checkpoint_root(cfg), cfg.database, run_name)
+    run_name, state = _find_resumable(root, cfg.database, run_name)
     # The run's settings, except where it runs (workers, GPU): those come from this invocation.
     stored = {k: v for k, v in state["train"].items()
               if k in {f.name for f in dataclasses.fields(TrainConf)} and k not in ("workers", "gpu")}
@@ -302,16 +303,18 @@ def run(
     from lakerec.retrieval import distributed, loop, plots
     from lakerec.retrieval.catalogue_ranks import Catalogue
 
+    # This invocation's root, also on resume: the run's stored settings never move its checkpoints.
+    root = checkpoint_root(cfg)
     resumed: dict = {}
     if resume:
-        cfg, run_name, resumed = resumed_config(cfg, run_name, epochs)
+        cfg, run_name, resumed = resumed_config(cfg, root, run_name, epochs)
         protocol = resumed.get("protocol")
     tc = cfg.train
     validate_train_conf(tc)
     distributed.check_cluster(spark, tc)
     if not run_name:
         run_name = f"{tc.features}-d{tc.embedding_dim}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    ckpt_dir = checkpoint_root(cfg) / run_name
+    ckpt_dir = root / run_name
     if not resume and loop.has_checkpoint(ckpt_dir):
         raise LakeRecError(f"run {run_name!r} already has checkpoints in {ckpt_dir}: pass --resume, or another --run-name")
     tf.keras.utils.set_random_seed(tc.seed)
