@@ -5,7 +5,7 @@
 
 Trains a two-tower model briefly on planted in-memory data (so the accuracy is not
 trivial), then measures, side by side in one run:
-    ours                lakerec.train.evaluate: catalogue embeddings once, then per batch
+    ours                lakerec.retrieval.catalogue_ranks: catalogue embeddings once, then per batch
                         one matmul and a comparison (rank of the positive)
     tfrs streaming      tfrs.metrics.FactorizedTopK(candidates=items.batch(128).map(tower)),
                         as in the TFRS basic-retrieval tutorial
@@ -30,11 +30,10 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_recommenders as tfrs  # noqa: E402
 
 from lakerec.config import TrainConf  # noqa: E402
-from lakerec.train import metrics as M  # noqa: E402
-from lakerec.train.evaluate import candidate_matrix, collect_ranks  # noqa: E402
-from lakerec.train.features import ITEM_MULTI, ITEM_SINGLE, USER_MULTI, USER_SINGLE, FeatureSpec  # noqa: E402
-from lakerec.train.model import item_probabilities  # noqa: E402
-from lakerec.train.pipeline import build_model  # noqa: E402
+from lakerec.retrieval import metrics as M  # noqa: E402
+from lakerec.retrieval.catalogue_ranks import candidate_matrix, collect_ranks  # noqa: E402
+from lakerec.retrieval.features import ITEM_MULTI, ITEM_SINGLE, USER_MULTI, USER_SINGLE, FeatureSpec  # noqa: E402
+from lakerec.retrieval.model import build_model, item_probabilities  # noqa: E402
 from tests.train_fixtures import planted_tables  # noqa: E402
 
 K = 100

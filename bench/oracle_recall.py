@@ -27,7 +27,7 @@ OUT = REPO / "bench" / "out" / "oracle"
 
 def oracle_ranks(oracle, user_ids: np.ndarray, item_ids: np.ndarray, k: int) -> np.ndarray:
     """Rank of each test row's item in its user's oracle top-k (MISS beyond k or unknown user)."""
-    from lakerec.train import metrics as M
+    from lakerec.retrieval import metrics as M
 
     ranks = np.full(len(user_ids), M.MISS, dtype=np.int64)
     known = np.isin(user_ids, oracle.user_ids)
@@ -52,8 +52,9 @@ def main() -> None:
     from lakerec.aliccp.oracle import Oracle
     from lakerec.config import load_config, override
     from lakerec.spark import get_spark
-    from lakerec.train import metrics as M
-    from lakerec.train.pipeline import query_key_column, train
+    from lakerec.retrieval import metrics as M
+    from lakerec.retrieval import train
+    from lakerec.retrieval.data import query_key_column
 
     shutil.rmtree(OUT, ignore_errors=True)
     raw, lake = OUT / "raw", OUT / "lake"
@@ -63,7 +64,7 @@ def main() -> None:
     spark = get_spark(cfg)
     ingest.run(spark, cfg, str(raw))
     filtering.run(spark, cfg)
-    trained = train(spark, cfg)
+    trained = train.run(spark, cfg)
     k = 100
     metrics = trained["evaluation"]["metrics"]["all"]
     test = (spark.table(cfg.table("test_interactions"))

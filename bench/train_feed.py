@@ -10,7 +10,7 @@ side in one run:
                 endless), exactly as jobs.train reads train_interactions
     in-memory   the same rows, read once into numpy, through the same tf.data steps
                 (from_tensor_slices -> shuffle -> batch -> the same unpacking map):
-                lakerec.train.data.in_memory_dataset
+                lakerec.retrieval.data.in_memory_dataset
 The first epoch (tracing, pipeline fill) is not timed; the second is. Each feed runs
 twice, alternating, and the better of its two runs counts. Prints examples/s and the
 ratio petastorm / in-memory (target >= 0.8).
@@ -75,10 +75,10 @@ def main(argv=None) -> None:
 
     from lakerec.config import load_config, override
     from lakerec.spark import get_spark
-    from lakerec.train import data
-    from lakerec.train.features import build_spec
-    from lakerec.train.model import item_probabilities
-    from lakerec.train.pipeline import build_model, item_train_counts, read_inputs
+    from lakerec.retrieval import data
+    from lakerec.retrieval.features import build_spec
+    from lakerec.retrieval.data import item_train_counts, read_inputs
+    from lakerec.retrieval.model import build_model, item_probabilities
     from tests.train_fixtures import write_planted_tables
 
     lake = Path(args.lake) if args.lake else Path(tempfile.mkdtemp(prefix="lakerec-bench-"))

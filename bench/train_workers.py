@@ -4,14 +4,14 @@
         [--features all] [--master local[2]] [--lake DIR]
 
 Writes planted training tables into a scratch lake (its own Spark session), then runs the
-code path of `python -m jobs.train` (lakerec.train.pipeline.train, without the evaluation)
+code path of `python -m jobs.train` (lakerec.retrieval.train.run, without the evaluation)
 on the same tables, with the same seed and global batch size, side by side in one run:
     1 worker    `--workers 1`: the fit runs in the driver process
     2 workers   `--workers 2`: two Spark barrier tasks under MultiWorkerMirroredStrategy,
                 each reading its own Petastorm shard and batching batch_size / 2 rows
 examples/s counts the epochs after the first (the first one holds graph tracing and, for
 the workers, the strategy's set-up), from the chief's per-epoch times. `fit s` is the
-chief's whole Keras fit, first epoch included; `train() s` is the whole call (tables read,
+chief's whole Keras fit, first epoch included; `run() s` is the whole call (tables read,
 Petastorm materialisation, for 2 workers the launch of the tasks and TensorFlow's start in
 them, export, MLflow). The ratio is examples/s of 2 workers / 1 worker.
 
@@ -58,7 +58,7 @@ def main(argv=None) -> None:
 
     from lakerec.config import load_config, override
     from lakerec.spark import get_spark
-    from lakerec.train.pipeline import train
+    from lakerec.retrieval import train
     from tests.train_fixtures import write_planted_tables
 
     lake = Path(args.lake) if args.lake else Path(tempfile.mkdtemp(prefix="lakerec-bench-workers-"))
@@ -76,13 +76,13 @@ def main(argv=None) -> None:
     print(f"{os.cpu_count()} CPU cores, Spark {args.master}, TensorFlow {tf.__version__}, {rows:,} rows, "
           f"features={args.features}, global batch {args.batch_size}, {args.epochs} epochs x {steps} steps "
           f"(epochs 2..{args.epochs} timed)")
-    print(f"{'workers':<10}{'examples/s':>12}{'fit s':>8}{'train() s':>11}")
+    print(f"{'workers':<10}{'examples/s':>12}{'fit s':>8}{'run() s':>11}")
     rates = {}
     try:
         for workers in (1, 2):
             start = time.monotonic()
-            out = train(spark, override(cfg, train__workers=workers), run_name=f"bench-{workers}w-{int(start)}",
-                        evaluate_after=False)
+            out = train.run(spark, override(cfg, train__workers=workers), run_name=f"bench-{workers}w-{int(start)}",
+                            evaluate_after=False)
             total = time.monotonic() - start
             rates[workers] = steady_rate(out["fit"], args.batch_size, steps)
             print(f"{workers:<10}{rates[workers]:>12,.0f}{out['fit'].seconds:>8.1f}{total:>11.1f}", flush=True)

@@ -30,7 +30,7 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int) -> dic
     from lakerec import filtering, ingest
     from lakerec.aliccp.generator import format_summary, generate
     from lakerec.sqlfiles import run_statements, sql_file
-    from lakerec.train.pipeline import recommend, train
+    from lakerec.retrieval import recommend, train
 
     timings: dict[str, float] = {}
     raw = cfg.lake_path / "raw"
@@ -62,12 +62,12 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int) -> dic
 
     t0 = time.monotonic()
     banner(f"5/6 train the two-tower model ({cfg.train.epochs} epochs, features={cfg.train.features}) and evaluate")
-    trained = train(spark, cfg)
+    trained = train.run(spark, cfg)
     timings["train"] = time.monotonic() - t0
 
     t0 = time.monotonic()
     banner("6/6 batch recommendations")
-    recs = recommend(spark, cfg, k=100, run_id=trained["run_id"])
+    recs = recommend.run(spark, cfg, k=100, run_id=trained["run_id"])
     print(f"{recs['rows']:,} rows for {recs['users']:,} users in {recs['table']} (version {recs['version']})")
     timings["recommend"] = time.monotonic() - t0
 

@@ -10,15 +10,7 @@ table is printed and logged into the run (metrics, evaluation/, plots/).
 from __future__ import annotations
 
 from lakerec import cli
-from lakerec.config import Config
 from lakerec.spark import get_spark
-
-
-def run(spark, cfg: Config, run_id: str | None = None, log_to_mlflow: bool = True) -> tuple[dict, str]:
-    """(evaluation dict, table text) of run_id (default: the newest finished training run)."""
-    from lakerec.train.pipeline import evaluate_run
-
-    return evaluate_run(spark, cfg, run_id, log_to_mlflow=log_to_mlflow)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,8 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     def body():
+        from lakerec.retrieval import evaluate
+
         cfg = cli.config_from_args(args)
-        _, table = run(get_spark(cfg), cfg, args.run_id, log_to_mlflow=not args.no_log)
+        _, table = evaluate.run(get_spark(cfg), cfg, args.run_id, log_to_mlflow=not args.no_log)
         print(table)
 
     cli.run_main("evaluate", body)

@@ -11,21 +11,13 @@ tables land in their own database, ready for
 from __future__ import annotations
 
 from lakerec import cli
-from lakerec.config import Config
 from lakerec.spark import get_spark
 
 DEFAULT_DATABASE = "movielens"
 
 
-def run(spark, cfg: Config, ratings: str, split: str = "random", test_fraction: float = 0.2, seed: int = 42):
-    """Write the five tables into cfg.database; return a LoadSummary."""
-    from lakerec.movielens import load
-
-    return load(spark, cfg, ratings, split, test_fraction, seed)
-
-
 def main(argv: list[str] | None = None) -> None:
-    from lakerec.movielens import SPLITS
+    from lakerec.movielens import SPLITS, load
 
     p = cli.parser("movielens", "Load MovieLens 100K/1M ratings into vocabulary and interaction tables.")
     p.add_argument("--ratings", required=True, help="u.data (100K) or ratings.dat (1M), as downloaded from GroupLens")
@@ -37,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def body():
         cfg = cli.config_from_args(args)
-        s = run(get_spark(cfg), cfg, args.ratings, args.split, args.test_fraction, args.seed)
+        s = load(get_spark(cfg), cfg, args.ratings, args.split, args.test_fraction, args.seed)
         print(f"{s.ratings:,} ratings -> {s.database}: train {s.train:,}, test {s.test:,} "
               f"({s.cold_test_rows:,} cold-start), {s.users:,} users, {s.items:,} items, split {s.split}")
         print(f"next: python -m jobs.train --database {s.database} --features ids [--protocol tfrs-tutorial]")

@@ -9,16 +9,8 @@ user_id, rank (1 = best), item_id, score, run_id.
 
 from __future__ import annotations
 
-
 from lakerec import cli
-from lakerec.config import Config
 from lakerec.spark import get_spark
-
-
-def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
-    from lakerec.train.pipeline import recommend
-
-    return recommend(spark, cfg, k=k, run_id=run_id)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,8 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     def body():
+        from lakerec.retrieval import recommend
+
         cfg = cli.config_from_args(args)
-        out = run(get_spark(cfg), cfg, args.k, args.run_id)
+        out = recommend.run(get_spark(cfg), cfg, args.k, args.run_id)
         print(f"{out['rows']:,} recommendations for {out['users']:,} users -> {out['table']} "
               f"(version {out['version']}, run {out['run_id']})")
 

@@ -16,22 +16,12 @@ from __future__ import annotations
 import argparse
 
 from lakerec import cli
-from lakerec.config import Config
 from lakerec.errors import ConfigError
 from lakerec.spark import get_spark
 
 
-def run(spark, cfg: Config, *, run_name: str | None = None, resume: bool = False, epochs: int | None = None,
-        protocol: str | None = None, callbacks=(), evaluate_after: bool = True) -> dict:
-    """Train (or resume) and evaluate; see lakerec.train.pipeline.train."""
-    from lakerec.train.pipeline import train
-
-    return train(spark, cfg, run_name=run_name, resume=resume, epochs=epochs, protocol=protocol,
-                 callbacks=callbacks, evaluate_after=evaluate_after)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from lakerec.train.pipeline import PROTOCOLS
+    from lakerec.retrieval.protocols import PROTOCOLS
 
     p = cli.parser("train", "Train the two-tower retrieval model (Petastorm -> TFRS), evaluate it, log it to MLflow.",
                    ("train.epochs", "train.batch_size", "train.embedding_dim", "train.learning_rate", "train.features",
@@ -49,15 +39,17 @@ def main(argv: list[str] | None = None) -> None:
 
     def body():
         from lakerec.config import load_config, override
-        from lakerec.train.pipeline import apply_protocol
+        from lakerec.retrieval import train
+        from lakerec.retrieval.protocols import apply_protocol
 
         # The protocol's settings first, then the flags and --set on top of them.
         cfg = override(apply_protocol(load_config(args.conf), args.protocol), cli.given_values(args))
         if args.resume and args.protocol:
             raise ConfigError("--resume continues a run with its own settings: drop --protocol")
         spark = get_spark(cfg)
-        out = run(spark, cfg, run_name=args.run_name, resume=args.resume, epochs=args.epochs if args.resume else None,
-                  protocol=args.protocol, evaluate_after=not args.no_evaluate)
+        out = train.run(spark, cfg, run_name=args.run_name, resume=args.resume,
+                        epochs=args.epochs if args.resume else None, protocol=args.protocol,
+                        evaluate_after=not args.no_evaluate)
         if out["table"]:
             print(out["table"])
         print(f"run {out['run_name']} ({out['run_id']}): model version {out['model_version']}")

@@ -147,7 +147,7 @@ def run_link(spark, cfg: Config, run_id: str) -> str:
     """
     from mlflow.tracking import MlflowClient
 
-    from lakerec.train import tracking
+    from lakerec.retrieval import tracking
 
     tracking.configure(cfg)
     run = MlflowClient().get_run(run_id)
@@ -282,9 +282,9 @@ def top_k(spark, cfg: Config, user_id: int, k: int = 10, run_id: str | None = No
     Returns:
         (run_id, DataFrame of rank, item_id, score, item features, in_history, clicked_in_test).
     """
-    from jobs import recommend as recommend_job
+    from lakerec.retrieval import recommend as recommend_job
     from lakerec.sqlfiles import render
-    from lakerec.train import tracking
+    from lakerec.retrieval import tracking
 
     if k < 1:
         raise LakeRecError(f"k must be at least 1 (got {k})")

@@ -3,7 +3,7 @@
 Each function returns a matplotlib Figure built without pyplot: a kernel then keeps no
 global figure state and needs no display backend; `lakerec.notebook.show_figure` renders it.
 
-`lakerec.train.plots` draws the training run's figures (curves, recall@K, the popularity of
+`lakerec.retrieval.plots` draws the training run's figures (curves, recall@K, the popularity of
 the training positives) to PNG files for MLflow; 02_train shows those files as they are. Its
 `popularity_long_tail` is close to `plot_long_tail` here but reads other data: positives per
 item in the filtered vocabulary, against impressions per item in `samples` before any filter

@@ -48,9 +48,9 @@ nb.show_markdown(
 
 # COMMAND ----------
 
-from jobs import train as train_job
+from lakerec.retrieval import train
 
-out = train_job.run(spark, cfg, run_name=params["run_name"] or None)
+out = train.run(spark, cfg, run_name=params["run_name"] or None)
 run_id = out["run_id"]
 nb.publish("run_id", run_id)
 print(out["table"])

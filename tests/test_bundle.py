@@ -509,7 +509,7 @@ def test_wheel_builds_with_the_entry_points_sql_files_and_no_runtime_dependencie
         metadata = zf.read(info.replace("entry_points.txt", "METADATA")).decode()
     sql_here = {str(p.relative_to(REPO)) for p in (REPO / "lakerec" / "sql").rglob("*.sql")}
     assert sql_here and sql_here <= names
-    assert {"jobs/train.py", "lakerec/train/pipeline.py", "lakerec/notebook.py"} <= names
+    assert {"jobs/train.py", "lakerec/retrieval/train.py", "lakerec/notebook.py"} <= names
     assert not any(n.startswith(("tests/", "notebooks/", "conf/")) for n in names)
     scripts = dict(re.findall(r"^(lakerec-[\w-]+) = (\S+)$", entry_points, re.M))
     assert scripts == _pyproject()["project"]["scripts"]

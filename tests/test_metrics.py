@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from lakerec.train import metrics as M
-from lakerec.train.evaluate import ModelRanker, evaluate, format_table, popularity_ranks, random_ranks, Catalogue
+from lakerec.retrieval import metrics as M
+from lakerec.retrieval.catalogue_ranks import ModelRanker, evaluate, format_table, popularity_ranks, random_ranks, Catalogue
 
 # Two queries. A clicked item 1 (rank 0) and item 2 twice (rank 3); B clicked item 5
 # (rank 12) and item 9, which cannot be retrieved (MISS).

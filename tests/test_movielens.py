@@ -30,11 +30,11 @@ def _ratings_1m(n_users: int = 6, n_items: int = 5) -> str:
 
 
 def test_time_split_vocabularies_and_cold_rows(spark, cfg, tmp_path):
-    from jobs import movielens
+    from lakerec import movielens
 
     path = tmp_path / "u.data"
     path.write_text(U_DATA)
-    summary = movielens.run(spark, cfg, str(path), split="time", test_fraction=0.2)
+    summary = movielens.load(spark, cfg, str(path), split="time", test_fraction=0.2)
     assert (summary.ratings, summary.train, summary.test, summary.users, summary.items) == (10, 8, 2, 3, 3)
     assert summary.cold_test_rows == 2 and summary.split == "time:0.2:42"
 
@@ -60,14 +60,16 @@ def test_time_split_vocabularies_and_cold_rows(spark, cfg, tmp_path):
 def test_1m_format_random_split_trains_with_the_tutorial_protocol(spark, cfg, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from jobs import movielens, train
+    from lakerec import movielens
     from lakerec.movielens import read_ratings, split_ratings
-    from lakerec.train.pipeline import apply_protocol, table_property
+    from lakerec.retrieval import train
+    from lakerec.retrieval.data import table_property
+    from lakerec.retrieval.protocols import apply_protocol
 
     path = tmp_path / "ratings.dat"
     path.write_text(_ratings_1m())
     n = len(_ratings_1m().splitlines())
-    summary = movielens.run(spark, cfg, str(path))  # random 80/20, seed 42
+    summary = movielens.load(spark, cfg, str(path))  # random 80/20, seed 42
     assert summary.train == round(0.8 * n) and summary.train + summary.test == n
     assert table_property(spark, cfg.table("train_interactions"), "lakerec.split") == "random:0.2:42"
     written = {(r.user_id, r.item_id) for r in spark.table(cfg.table("test_interactions")).collect()}

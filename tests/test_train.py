@@ -28,7 +28,7 @@ def planted_cfg(base_cfg, spark):
 
 @pytest.fixture(scope="module")
 def trained(spark, planted_cfg):
-    from jobs import train
+    from lakerec.retrieval import train
 
     cfg, planted = planted_cfg
     out = train.run(spark, cfg, run_name="planted-all")
@@ -106,7 +106,7 @@ def test_registered_model_predicts_top_k_item_ids(trained):
 
 
 def test_recommend_writes_top_k_per_user(spark, trained):
-    from jobs import recommend
+    from lakerec.retrieval import recommend
 
     cfg, planted, out = trained
     summary = recommend.run(spark, cfg, k=5)
@@ -128,7 +128,7 @@ def test_recommend_writes_top_k_per_user(spark, trained):
 
 
 def test_evaluate_job_reproduces_the_training_evaluation(spark, trained):
-    from jobs import evaluate
+    from lakerec.retrieval import evaluate
 
     cfg, _, out = trained
     result, table = evaluate.run(spark, cfg, out["run_id"], log_to_mlflow=False)
@@ -139,9 +139,9 @@ def test_evaluate_job_reproduces_the_training_evaluation(spark, trained):
 def test_resume_continues_epochs_and_optimizer_steps(spark, planted_cfg):
     from mlflow.tracking import MlflowClient
 
-    from jobs import train
-    from lakerec.train.callbacks import StopAfterEpoch
-    from lakerec.train.pipeline import STATE_FILE, checkpoint_root
+    from lakerec.retrieval import train
+    from lakerec.retrieval.callbacks import StopAfterEpoch
+    from lakerec.retrieval.train import STATE_FILE, checkpoint_root
 
     cfg, planted = planted_cfg
     cfg = override(cfg, train__features="ids", train__monitor_rows=0, train__epochs=3)
@@ -166,7 +166,7 @@ def test_resume_continues_epochs_and_optimizer_steps(spark, planted_cfg):
 def test_logq_correction_lowers_popular_items_logits():
     import tensorflow as tf
 
-    from lakerec.train.model import TwoTowerModel
+    from lakerec.retrieval.model import TwoTowerModel
 
     class Passthrough(tf.keras.Model):
         def __init__(self, key):
@@ -208,7 +208,7 @@ def math_log(x: float) -> float:
 
 
 def test_missing_and_empty_inputs_end_in_clear_errors(spark, base_cfg, planted_cfg):
-    from jobs import train
+    from lakerec.retrieval import train
 
     cfg = override(base_cfg, database=f"train_empty_{os.getpid()}", **FAST_TRAIN)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")

@@ -31,7 +31,7 @@ def planted_cfg(base_cfg, spark):
 
 @pytest.fixture(scope="module")
 def one_and_two(spark, planted_cfg):
-    from jobs import train
+    from lakerec.retrieval import train
 
     cfg, planted = planted_cfg
     one = train.run(spark, cfg, run_name="one-worker")
@@ -59,7 +59,7 @@ def test_only_the_chief_reaches_mlflow_and_the_checkpoints(one_and_two):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from lakerec.train.pipeline import checkpoint_root
+    from lakerec.retrieval.train import checkpoint_root
 
     cfg, _, _, two, _ = one_and_two
     client = MlflowClient()
@@ -79,7 +79,7 @@ def test_only_the_chief_reaches_mlflow_and_the_checkpoints(one_and_two):
 
 
 def test_each_worker_reads_its_own_even_shard(spark, planted_cfg):
-    from lakerec.train import data, distributed
+    from lakerec.retrieval import data, distributed
 
     cfg, planted = planted_cfg
     rows = distributed.even_shards(spark.table(cfg.table("train_interactions")), 2)
@@ -98,8 +98,8 @@ def test_each_worker_reads_its_own_even_shard(spark, planted_cfg):
 def test_a_run_interrupted_in_the_driver_resumes_on_two_workers(spark, planted_cfg):
     from mlflow.tracking import MlflowClient
 
-    from jobs import train
-    from lakerec.train.callbacks import StopAfterEpoch
+    from lakerec.retrieval import train
+    from lakerec.retrieval.callbacks import StopAfterEpoch
 
     cfg, planted = planted_cfg
     cfg = override(cfg, train__features="ids", train__monitor_rows=0)
@@ -120,10 +120,10 @@ def test_a_run_interrupted_in_the_driver_resumes_on_two_workers(spark, planted_c
 def test_a_failing_worker_fails_the_run_with_its_error(spark, planted_cfg):
     from mlflow.tracking import MlflowClient
 
-    from jobs import train
-    from lakerec.train.callbacks import StopAfterEpoch
-    from lakerec.train.distributed import OnWorker, WorkerFailed
-    from lakerec.train.pipeline import STATE_FILE, checkpoint_root
+    from lakerec.retrieval import train
+    from lakerec.retrieval.callbacks import StopAfterEpoch
+    from lakerec.retrieval.distributed import OnWorker, WorkerFailed
+    from lakerec.retrieval.train import STATE_FILE, checkpoint_root
 
     cfg, _ = planted_cfg
     cfg = override(cfg, train__workers=2, train__features="ids", train__monitor_rows=0)
@@ -141,7 +141,7 @@ def test_a_failing_worker_fails_the_run_with_its_error(spark, planted_cfg):
 
 
 def test_worker_counts_the_cluster_cannot_run_are_refused(spark, planted_cfg):
-    from jobs import train
+    from lakerec.retrieval import train
 
     cfg, _ = planted_cfg
     cases = (

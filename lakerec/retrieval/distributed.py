@@ -240,7 +240,7 @@ def _without_auto_shard(factory):
 
 
 def _train_shard(job: _Job, index: int, count: int) -> _ChiefResult | None:
-    from lakerec.train import data, loop
+    from lakerec.retrieval import data, loop
 
     chief = index == 0
     s = job.shard
@@ -322,7 +322,7 @@ def fit_on_workers(
     """
     from spark_tensorflow_distributor import MirroredStrategyRunner
 
-    from lakerec.train import data, loop
+    from lakerec.retrieval import data, loop
 
     job = _Job(feed, shard, model_factory, params, str(checkpoint_dir), resume, chief_callbacks, list(callbacks))
     log.info("training on %d %s workers (Spark barrier tasks, MultiWorkerMirroredStrategy): %d rows per worker "

@@ -15,6 +15,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from lakerec.config import TrainConf
+from lakerec.retrieval.features import FeatureSpec
+from lakerec.retrieval.towers import build_towers
+
 ITEM_KEY = "item_index"
 
 
@@ -96,3 +100,26 @@ def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optim
     from lakerec.errors import ConfigError
 
     raise ConfigError(f"train.optimizer must be adagrad, adam or sgd, got {name!r}")
+
+
+def build_model(spec: FeatureSpec, tc: TrainConf, probabilities: np.ndarray | None) -> TwoTowerModel:
+    """A compiled TwoTowerModel for a spec and the training settings.
+
+    Args:
+        spec: which columns each tower reads, and the vocabulary sizes.
+        tc: the training settings (dimension, hidden units, loss switches, optimizer).
+        probabilities: each item index's share of the training rows; used only with
+            `tc.logq_correction`.
+
+    Returns:
+        The model, compiled with `tc`'s optimizer.
+    """
+    query, candidate = build_towers(spec, tc.embedding_dim, tc.hidden_units)
+    model = TwoTowerModel(
+        query, candidate,
+        item_probabilities=probabilities if tc.logq_correction else None,
+        temperature=tc.temperature,
+        remove_accidental_hits=tc.remove_accidental_hits,
+    )
+    model.compile(optimizer=make_optimizer(tc.optimizer, tc.learning_rate))
+    return model

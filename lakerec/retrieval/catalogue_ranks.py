@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
-from lakerec.train import metrics as M
+from lakerec.retrieval import metrics as M
 
 METHODS = ("model", "most-popular", "random")
 SEGMENTS = ("all", "warm", "cold-start")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from lakerec.train.features import (
+from lakerec.retrieval.features import (
     ITEM_MULTI, ITEM_SINGLE, USER_MULTI, USER_SINGLE, FeatureSpec, ids_column, index_column, weights_column,
 )
 

@@ -10,7 +10,7 @@ as in the interactions tables. The candidate matrix and the item ids are variabl
 the module, so evaluation and batch recommendation read the same numbers that serving
 uses. The FeatureSpec is stored next to it (assets.extra/feature_spec.json).
 
-In MLflow the SavedModel is wrapped as a pyfunc model (lakerec/train/pyfunc_model.py,
+In MLflow the SavedModel is wrapped as a pyfunc model (lakerec/retrieval/pyfunc_model.py,
 logged as code: nothing is pickled) and registered under `mlflow.registered_model`.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from lakerec.train.features import FeatureSpec
+from lakerec.retrieval.features import FeatureSpec
 
 log = logging.getLogger("lakerec.train.export")
 
@@ -165,7 +165,10 @@ def load_from_run(run_id: str):
 
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/{MODEL_NAME}")
     impl = model.unwrap_python_model()
-    return impl.module, impl.spec
+    # The pyfunc is logged as code, so a run keeps the copy it was logged with: one logged
+    # before the package became lakerec.retrieval imports lakerec.train.features, fails,
+    # and holds the serving-only stand-in. Rebuild the full spec from its JSON either way.
+    return impl.module, FeatureSpec.from_json(impl.spec.to_json())
 
 
 def spec_json(spec: FeatureSpec) -> dict:

@@ -1,4 +1,4 @@
-"""MLflow pyfunc wrapper of the retrieval SavedModel (logged as code by lakerec.train.export).
+"""MLflow pyfunc wrapper of the retrieval SavedModel (logged as code by lakerec.retrieval.export).
 
 Self-contained on purpose: it imports only TensorFlow, numpy, pandas and MLflow, so the
 registered model loads where the lakerec package is not installed.
@@ -24,7 +24,7 @@ BATCH_ROWS = 4096
 
 
 class _Spec:
-    """The parts of lakerec.train.features.FeatureSpec that serving needs."""
+    """The parts of lakerec.retrieval.features.FeatureSpec that serving needs."""
 
     def __init__(self, data: dict):
         self.data = data
@@ -44,7 +44,7 @@ class TwoTowerRecommender(PythonModel):
         with open(os.path.join(path, "assets.extra", "feature_spec.json")) as f:
             raw = json.load(f)
         try:  # inside lakerec: the real FeatureSpec; elsewhere a stand-in
-            from lakerec.train.features import FeatureSpec
+            from lakerec.retrieval.features import FeatureSpec
 
             self.spec = FeatureSpec(**raw)
         except ImportError:

@@ -1,4 +1,4 @@
-"""Spark DataFrame -> Petastorm converter -> tf.data of feature dicts.
+"""Spark DataFrame -> Petastorm converter -> tf.data of feature dicts; the frames the stages read.
 
 The training rows never pass through the driver's memory as a whole: Petastorm
 materialises the selected columns as Parquet in the lake's cache folder once, and each
@@ -12,6 +12,10 @@ reader streams row groups from there (and can read one shard of them per worker)
 Fixed-length array columns of one element type travel packed into one array column
 (`concat` in Spark, slices in TensorFlow): Petastorm turns every array cell into its own
 numpy array in Python, so ten history columns cost ten times the decoding of one.
+
+The second half builds the Spark frames and in-memory arrays the stages read from the
+filter's tables: the inputs, the item catalogue, the user vocabulary, each user's latest
+context (for recommendations) and a small monitoring sample of test rows.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator
+from typing import Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 
 from lakerec.config import Config
+from lakerec.errors import InputDataError
+from lakerec.tables import read_table
 
 log = logging.getLogger("lakerec.train.data")
 # Petastorm logs every materialisation at INFO and small-file advice at WARNING.
@@ -37,6 +43,8 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyarrow(\.|$)
 
 DatasetFactory = Callable[[], ContextManager["object"]]
 PACKED_PREFIX = "packed_"  # no leading underscore: Petastorm rows are namedtuples
+INPUT_TABLES = ("user_vocab", "item_vocab", "feature_vocab", "train_interactions", "test_interactions")
+UPSTREAM_JOB = "filter"
 
 
 @dataclass
@@ -256,3 +264,120 @@ def cache_dir_path(cfg: Config) -> Path | None:
     """The local path of the Petastorm cache (None when it is a remote URL)."""
     url = petastorm_cache_url(cfg)
     return Path(url[len("file://"):]) if url.startswith("file://") else None
+
+
+# --------------------------------------------------------------------------- the stages' frames
+
+def read_inputs(spark, cfg: Config, names: Sequence[str] = INPUT_TABLES) -> dict:
+    """The filter's tables as DataFrames; a missing one names the job that writes it."""
+    return {n: read_table(spark, cfg.table(n), job=UPSTREAM_JOB) for n in names}
+
+
+def item_train_counts(train_df, num_items: int) -> np.ndarray:
+    """Training positives per item index ([num_items]; index 0 = OOV rows, if any)."""
+    counts = np.zeros(num_items, dtype=np.int64)
+    for row in train_df.groupBy("item_index").count().collect():
+        idx = int(row["item_index"])
+        if 0 <= idx < num_items:
+            counts[idx] = int(row["count"])
+    return counts
+
+
+def load_items(spark, cfg: Config, item_vocab, spec) -> dict[str, np.ndarray]:
+    """The catalogue (item_id + the candidate tower's columns), every vocabulary item."""
+    cols = ["item_id"] + spec.candidate_columns()
+    with converted(spark, item_vocab, cfg, cols, spec.array_lengths()) as feed:
+        items = read_all(feed)
+    order = np.argsort(items["item_index"], kind="stable")
+    items = {k: v[order] for k, v in items.items()}
+    if not np.array_equal(items["item_index"], np.arange(1, len(order) + 1)):
+        raise InputDataError(
+            f"{cfg.table('item_vocab')}: item_index must run 1..N without gaps or repeats; "
+            "rerun `python -m jobs.filter`"
+        )
+    return items
+
+
+def load_users(spark, cfg: Config, user_vocab) -> tuple[np.ndarray, np.ndarray]:
+    """(user_id, user_index) of every vocabulary user: the id lookup the export holds."""
+    with converted(spark, user_vocab, cfg, ["user_id", "user_index"], {}) as feed:
+        users = read_all(feed)
+    return users["user_id"], users["user_index"]
+
+
+def query_key_column():
+    """One key per query: a user in one context (same user id and user features)."""
+    from pyspark.sql import functions as F
+
+    from lakerec.retrieval.features import USER_MULTI, USER_SINGLE, ids_column, index_column, weights_column
+
+    cols = ["user_id"] + [index_column(n) for n in USER_SINGLE]
+    for n in USER_MULTI:
+        cols += [ids_column(n), weights_column(n)]
+    return F.xxhash64(*cols).alias("query_key")
+
+
+def table_property(spark, table: str, key: str) -> str | None:
+    """The value of a table property (TBLPROPERTIES), or None where the table has none."""
+    for row in spark.sql(f"SHOW TBLPROPERTIES {table}").collect():
+        if row["key"] == key:
+            return row["value"]
+    return None
+
+
+def read_sample(test_df, spec, rows: int) -> dict | None:
+    """Up to `rows` test rows (warm items) in memory, for per-epoch monitoring.
+
+    A small bounded sample, so it is collected directly rather than through Petastorm.
+    """
+    from pyspark.sql import functions as F
+
+    if rows <= 0:
+        return None
+    cols = ["item_id"] + spec.query_columns() + ["item_index"]
+    warm = test_df.where(F.col("item_index") > 0).select("*", query_key_column())
+    picked = fill_missing(warm, ["query_key"] + cols, spec.array_lengths()).limit(rows).collect()
+    if not picked:
+        return None
+    lengths = spec.array_lengths()
+    out = {"query_key": np.array([r["query_key"] for r in picked], dtype=np.int64)}
+    for c in cols:
+        values = [r[c] for r in picked]
+        if c in lengths:
+            out[c] = np.array(values, dtype=np.float32 if c.endswith("_weights") else np.int32).reshape(-1, lengths[c])
+        else:
+            out[c] = np.array(values, dtype=np.int64 if c == "item_id" else np.int32)
+    return out
+
+
+def users_frame(tables: dict, spec):
+    """One row per vocabulary user with the serving columns: the user's latest context.
+
+    The latest context is the user's newest row (test before train, then highest
+    sample_id); a user without positive rows gets the missing value (0) everywhere.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    cols = spec.serving_columns()
+    users = tables["user_vocab"].select("user_id")
+    feature_cols = [c for c in cols if c != "user_id"]
+    if not feature_cols:
+        return users
+    both = (tables["test_interactions"].select("user_id", "sample_id", *feature_cols).withColumn("_src", F.lit(1))
+            .unionByName(tables["train_interactions"].select("user_id", "sample_id", *feature_cols)
+                         .withColumn("_src", F.lit(0))))
+    w = Window.partitionBy("user_id").orderBy(F.col("_src").desc(), F.col("sample_id").desc())
+    latest = both.withColumn("_n", F.row_number().over(w)).where("_n = 1").drop("_n", "_src", "sample_id")
+    out = users.join(latest, "user_id", "left")
+    lengths = spec.array_lengths()
+    fills = []
+    for c in cols:
+        if c == "user_id":
+            fills.append(F.col(c))
+        elif c in lengths:
+            zero = F.lit(0.0).cast("float") if c.endswith("_weights") else F.lit(0).cast("int")
+            fills.append(F.coalesce(F.col(c), F.array_repeat(zero, lengths[c])).alias(c))
+        else:
+            fills.append(F.coalesce(F.col(c), F.lit(0).cast("int")).alias(c))
+    return out.select(*fills)

@@ -7,10 +7,12 @@ go inside the lake too (`<lake>/mlartifacts`), never into the working directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import subprocess
+from typing import Sequence
 
 from lakerec.config import REPO_ROOT, Config
 
@@ -106,3 +108,36 @@ def latest_training_run(cfg: Config) -> str:
             f"{cfg.mlflow.experiment!r} ({cfg.tracking_uri}): run `python -m jobs.train` first, or pass --run-id"
         )
     return runs[0].info.run_id
+
+
+@contextlib.contextmanager
+def in_run(run_id: str):
+    """Log into run_id: the active run if it is that one, else reopen it for the block.
+
+    Yields:
+        The MLflow run.
+    """
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield active
+    else:
+        with mlflow.start_run(run_id=run_id) as run:
+            yield run
+
+
+def metric_history(run_id: str, names: Sequence[str]) -> dict[str, list[float]]:
+    """The logged values of each named metric, in step order; metrics never logged are left out.
+
+    "loss" comes back as "mean_loss", the model's metric name that plots.training_curves reads.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    out = {}
+    for n in names:
+        hist = sorted(client.get_metric_history(run_id, n), key=lambda m: m.step)
+        if hist:
+            out["mean_loss" if n == "loss" else n] = [m.value for m in hist]
+    return out

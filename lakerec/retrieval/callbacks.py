@@ -7,8 +7,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from lakerec.train import metrics as M
-from lakerec.train.evaluate import ModelRanker, candidate_matrix
+from lakerec.retrieval import metrics as M
+from lakerec.retrieval.catalogue_ranks import ModelRanker, candidate_matrix
 
 
 class Monitor(tf.keras.callbacks.Callback):

@@ -1,0 +1,104 @@
+"""The evaluate stage: a training run's exported model on test_interactions, against the baselines.
+
+    result, table = run(spark, cfg, run_id)   # run_id default: the newest finished training run
+
+The model is the one the run logged to MLflow (what serving loads), ranked over the whole
+catalogue by lakerec.retrieval.catalogue_ranks; metrics, the table and the plots go back
+into the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from lakerec.config import Config
+from lakerec.errors import InputDataError
+from lakerec.retrieval import data, tracking
+
+log = logging.getLogger("lakerec.evaluate")
+
+# What each ranked row carries besides the query tower's columns.
+RANKED_COLUMNS = ["query_key", "item_id", "item_index", "is_cold_user", "is_cold_item"]
+
+
+def run(spark, cfg: Config, run_id: str | None = None, *, catalogue=None, tables: dict | None = None,
+        log_to_mlflow: bool = True) -> tuple[dict, str]:
+    """Evaluate a training run's exported model on test_interactions, against the baselines.
+
+    Args:
+        spark: the session.
+        cfg: configuration (database, `train.ks`, `train.seed`, MLflow store).
+        run_id: the training run; default the newest finished one for cfg.database.
+        catalogue: item ids and training counts (computed from the tables if None).
+        tables: the input DataFrames, if already read.
+        log_to_mlflow: log the metrics, the table and the plots into the run.
+
+    Returns:
+        (the evaluation dict, the table as text).
+
+    Raises:
+        InputDataError: test_interactions is empty.
+    """
+    from lakerec.retrieval import catalogue_ranks, export
+
+    tracking.configure(cfg)
+    run_id = run_id or tracking.latest_training_run(cfg)
+    module, spec = export.load_from_run(run_id)
+    tables = tables or data.read_inputs(spark, cfg, ("train_interactions", "test_interactions"))
+    item_ids = module.item_ids.numpy()
+    if catalogue is None:
+        catalogue = catalogue_ranks.Catalogue(
+            item_ids, data.item_train_counts(tables["train_interactions"], len(item_ids)))
+    test = tables["test_interactions"]
+    if test.limit(1).count() == 0:
+        raise InputDataError(f"{cfg.table('test_interactions')} is empty: nothing to evaluate")
+    cols = spec.serving_columns()
+    wanted = list(dict.fromkeys(RANKED_COLUMNS + cols))
+    # A fixed row order (sorted, so Petastorm's files and row groups come in key order):
+    # batch composition can move float round-off, and reruns must give the same numbers.
+    df = test.select("*", data.query_key_column()).orderBy("query_key", "item_id", "item_index")
+    start = time.monotonic()
+    with data.converted(spark, df, cfg, wanted, spec.array_lengths()) as feed:
+        # One reader thread: the same batches in the same order every time.
+        factory = data.dataset_factory(feed, cfg.train.eval_batch_size, num_epochs=1, shuffle=False, workers=1)
+        with factory() as ds:
+            rows = catalogue_ranks.collect_ranks(module.query_embeddings, cols, module.candidates.numpy(), ds)
+    result = catalogue_ranks.evaluate(rows, catalogue, cfg.train.ks, cfg.train.seed)
+    result["seconds"] = time.monotonic() - start
+    text = catalogue_ranks.format_table(result)
+    log.info("evaluated run %s on %s rows in %.1fs", run_id, f"{result['rows']['all']:,}", result["seconds"])
+    if log_to_mlflow:
+        log_evaluation(run_id, result, text, catalogue.train_counts)
+    return result, text
+
+
+def log_evaluation(run_id: str, result: dict, text: str, train_counts) -> None:
+    """Log an evaluation into its training run: metrics, evaluation/ (text, JSON, table), plots/.
+
+    Args:
+        run_id: the training run the evaluated model came from.
+        result: what catalogue_ranks.evaluate returned.
+        text: the table as catalogue_ranks.format_table renders it.
+        train_counts: training positives per item index (the popularity plot).
+    """
+    import mlflow
+    import pandas as pd
+
+    from lakerec.retrieval import catalogue_ranks, plots
+
+    table_rows = [
+        {"segment": seg, "method": method, "rows": result["rows"][seg], **values}
+        for seg, by_method in result["metrics"].items() for method, values in by_method.items()
+    ]
+    with tracking.in_run(run_id):
+        mlflow.log_metrics(catalogue_ranks.flat_metrics(result))
+        mlflow.log_text(text, "evaluation/evaluation.txt")
+        mlflow.log_dict(result, "evaluation/evaluation.json")
+        mlflow.log_table(pd.DataFrame(table_rows), "evaluation/evaluation_table.json")
+        with tempfile.TemporaryDirectory(prefix="lakerec-plots-") as tmp:
+            mlflow.log_artifact(str(plots.recall_curve(result["curves"], Path(tmp) / "recall_at_k.png")), "plots")
+            mlflow.log_artifact(str(plots.popularity_long_tail(train_counts, Path(tmp) / "item_popularity.png")),
+                                "plots")
