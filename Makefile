@@ -4,25 +4,25 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LAKE ?= lake
-export TF_USE_LEGACY_KERAS := 1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
 .PHONY: setup demo test bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt package.json
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml package.json
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (or make PYTHON=/path/to/python3.11)"; exit 2; }
 	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || { echo "error: Java not found: Spark needs Java 17 (apt-get install openjdk-17-jre-headless, or set JAVA_HOME)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .  # lakerec importable from anywhere (notebooks, bench)
 	$(PY) -m lakerec.jars
 	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent; else echo "warning: npm not found: Azure Blob tests need Azurite (npm)"; fi
 	touch $@
 
 demo: setup
-	$(PY) -m jobs.demo --lake $(LAKE)
+	$(PY) -m lakerec.jobs.demo --lake $(LAKE)
 
 test: setup
 	$(PY) -m pytest

@@ -17,24 +17,22 @@ It asserts that the top-100 accuracies agree within 1e-6 and prints the speed ra
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-import lakerec  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_recommenders as tfrs  # noqa: E402
+import lakerec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
-from lakerec.config import TrainConf  # noqa: E402
-from lakerec.retrieval import metrics as M  # noqa: E402
-from lakerec.retrieval.catalogue_ranks import candidate_matrix, collect_ranks  # noqa: E402
-from lakerec.retrieval.features import ITEM_MULTI, ITEM_SINGLE, USER_MULTI, USER_SINGLE, FeatureSpec  # noqa: E402
-from lakerec.retrieval.model import build_model, item_probabilities  # noqa: E402
-from tests.train_fixtures import planted_tables  # noqa: E402
+from lakerec.config import TrainConf
+from lakerec.retrieval import metrics as M
+from lakerec.retrieval.catalogue_ranks import candidate_matrix, collect_ranks
+from lakerec.retrieval.features import ITEM_MULTI, ITEM_SINGLE, USER_MULTI, USER_SINGLE, FeatureSpec
+from lakerec.retrieval.model import build_model, item_probabilities
+from tests.train_fixtures import planted_tables
 
 K = 100
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 OUT = REPO / "bench" / "out"
 METHODS = ("lakerec", "baseline", "duckdb")
 
@@ -48,7 +47,6 @@ def run_lakerec(raw: Path, work: Path) -> dict:
 
 
 def run_baseline(raw: Path, work: Path) -> dict:
-    sys.path.insert(0, str(REPO / "bench"))
     from aliccp_baseline import load_split
 
     t0 = time.monotonic()

@@ -7,7 +7,7 @@ Writes planted training tables into a scratch lake (its own Spark session), then
 feature set, trains the same model (same seed, batch size and step count) twice, side by
 side in one run:
     petastorm   the production feed: make_spark_converter -> make_tf_dataset (shuffled,
-                endless), exactly as jobs.train reads train_interactions
+                endless), exactly as lakerec.jobs.train reads train_interactions
     in-memory   the same rows, read once into numpy, through the same tf.data steps
                 (from_tensor_slices -> shuffle -> batch -> the same unpacking map):
                 lakerec.retrieval.data.in_memory_dataset
@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-import lakerec  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import lakerec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
 
 class EpochTimer:

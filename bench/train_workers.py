@@ -4,7 +4,7 @@
         [--features all] [--master local[2]] [--lake DIR]
 
 Writes planted training tables into a scratch lake (its own Spark session), then runs the
-code path of `python -m jobs.train` (lakerec.retrieval.train.run, without the evaluation)
+code path of `python -m lakerec.jobs.train` (lakerec.retrieval.train.run, without the evaluation)
 on the same tables, with the same seed and global batch size, side by side in one run:
     1 worker    `--workers 1`: the fit runs in the driver process
     2 workers   `--workers 2`: two Spark barrier tasks under MultiWorkerMirroredStrategy,
@@ -25,15 +25,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-import lakerec  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import lakerec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
 
 def steady_rate(fit, batch_size: int, steps: int) -> float:

@@ -17,7 +17,7 @@ class MissingTableError(LakeRecError):
     """An upstream table does not exist yet: run the job that writes it first."""
 
     def __init__(self, table: str, job: str):
-        super().__init__(f"table {table} does not exist yet: run `python -m jobs.{job}` first")
+        super().__init__(f"table {table} does not exist yet: run `python -m lakerec.jobs.{job}` first")
         self.table = table
         self.job = job
 

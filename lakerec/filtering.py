@@ -2,7 +2,7 @@
 
 The work is done by the SQL files under lakerec/sql/filter/, numbered in the order they
 run; each one defines temporary views the next one reads, and a user can read and run
-them (`python -m jobs.sql -f FILE --param ...`). This module binds their parameters,
+them (`python -m lakerec.jobs.sql -f FILE --param ...`). This module binds their parameters,
 repeats steps 1 and 2 for --kcore, materialises the views that later steps read many
 times, and writes the result:
 
@@ -204,7 +204,7 @@ def _step(round_: int, rows: list[list[Row]]) -> StepCounts:
 
 def _empty_message(conf: FilterConf, steps: list[StepCounts]) -> str:
     if steps and steps[0].rows_before == 0:
-        return "samples has no train rows to filter: ingest the train split first (`python -m jobs.ingest`)"
+        return "samples has no train rows to filter: ingest the train split first (`python -m lakerec.jobs.ingest`)"
     lines = "; ".join(s.describe() for s in steps)
     return (
         f"the thresholds keep nothing (min_item_count={conf.min_item_count}, min_user_count={conf.min_user_count}"
@@ -317,7 +317,7 @@ def run(spark: SparkSession, cfg: Config) -> FilterSummary:
     indices) and appends one more row to `filter_runs`.
 
     Raises:
-        MissingTableError: `samples` or `user_contexts` is missing (run `python -m jobs.ingest`).
+        MissingTableError: `samples` or `user_contexts` is missing (run `python -m lakerec.jobs.ingest`).
         ConfigError: a threshold is not positive, or the label is unknown.
         EmptyFilterError: the thresholds keep nothing, or no kept row is a positive.
     """

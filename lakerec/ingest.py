@@ -76,7 +76,7 @@ def read_lines(spark: SparkSession, path: str) -> DataFrame:
             raise InputDataError(
                 f"raw file {path} not found. --raw must hold the Ali-CCP files "
                 f"({', '.join(n.format(split='<split>') for n in FILE_NAMES.values())}); generate some with "
-                "`python -m jobs.generate --out DIR`, or pick the splits with --splits."
+                "`python -m lakerec.jobs.generate --out DIR`, or pick the splits with --splits."
             ) from None
         raise
     return df

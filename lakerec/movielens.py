@@ -6,7 +6,7 @@ Reads a ratings file a user downloaded from GroupLens:
 (the format is told by the first line, not the name), treats every rating as a positive
 (as the TFRS basic-retrieval tutorial does), splits it into train and test, and writes
 user_vocab, item_vocab, feature_vocab, train_interactions and test_interactions into
-their own database, so `jobs.train` and `jobs.evaluate` run on them unchanged. Side
+their own database, so `lakerec.jobs.train` and `lakerec.jobs.evaluate` run on them unchanged. Side
 features do not exist here: their index columns are 0 and their arrays all 0 (train with
 `--features ids`).
 

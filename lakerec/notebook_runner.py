@@ -138,7 +138,6 @@ def execute(
         nb.cells.append(nbformat.v4.new_code_cell(source))
     kernel_env = dict(os.environ if env is None else env)
     kernel_env.update({f"{ENV_PREFIX}{k.upper()}": str(v) for k, v in (params or {}).items()})
-    kernel_env.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFRS needs Keras 2, as in the Makefile
     kernel_env.setdefault("PYSPARK_PYTHON", sys.executable)
     with tempfile.TemporaryDirectory(prefix="lakerec-kernel-") as tmp:
         client = NotebookClient(

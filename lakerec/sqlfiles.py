@@ -1,7 +1,7 @@
 """SQL kept in files: split a script into statements, fill its placeholders, run it.
 
 Every stage's SQL lives in `.sql` files under lakerec/sql/ (readable, and runnable by a
-user with `python -m jobs.sql -f FILE`); this module is the one way they are run.
+user with `python -m lakerec.jobs.sql -f FILE`); this module is the one way they are run.
 """
 
 from __future__ import annotations

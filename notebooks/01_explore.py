@@ -2,9 +2,9 @@
 # MAGIC %md
 # MAGIC # 01 · Explore the Ali-CCP lake
 # MAGIC
-# MAGIC SQL over the Delta tables that `jobs.ingest` wrote: the click/conversion funnel, CTR by
+# MAGIC SQL over the Delta tables that `lakerec.jobs.ingest` wrote: the click/conversion funnel, CTR by
 # MAGIC position, the items' long tail and how often each field is present. The queries are those of
-# MAGIC `lakerec/sql/examples.sql` (run them yourself with `python -m jobs.sql -f lakerec/sql/examples.sql`);
+# MAGIC `lakerec/sql/examples.sql` (run them yourself with `python -m lakerec.jobs.sql -f lakerec/sql/examples.sql`);
 # MAGIC the plotting is in `lakerec/notebook_plots.py`.
 # MAGIC
 # MAGIC **Parameters** (widgets on Databricks; `LAKEREC_<NAME>` environment variables locally):
@@ -12,12 +12,7 @@
 
 # COMMAND ----------
 
-import os
-import sys
-
-# The repository root (this folder's parent), so that `import lakerec` works without installing it.
-sys.path.insert(0, os.environ.get("LAKEREC_REPO", os.path.abspath("..")))
-
+# lakerec is installed: `make setup` locally (editable), the bundle's wheel on Databricks.
 from lakerec import notebook as nb
 from lakerec.spark import get_spark
 

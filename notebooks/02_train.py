@@ -3,7 +3,7 @@
 # MAGIC # 02 · Train the two-tower model
 # MAGIC
 # MAGIC Trains on the filter job's tables (`train_interactions`, the vocabularies) exactly as
-# MAGIC `python -m jobs.train` does: Petastorm feeds TensorFlow Recommenders, every epoch is
+# MAGIC `python -m lakerec.jobs.train` does: Petastorm feeds TensorFlow Recommenders, every epoch is
 # MAGIC checkpointed, the run is logged to MLflow and the model is registered. Then the training
 # MAGIC curves, the model-versus-baselines table on `test_interactions`, and a link to the run.
 # MAGIC
@@ -13,12 +13,7 @@
 
 # COMMAND ----------
 
-import os
-import sys
-
-# The repository root (this folder's parent), so that `import lakerec` works without installing it.
-sys.path.insert(0, os.environ.get("LAKEREC_REPO", os.path.abspath("..")))
-
+# lakerec is installed: `make setup` locally (editable), the bundle's wheel on Databricks.
 from lakerec import notebook as nb
 from lakerec.spark import get_spark
 

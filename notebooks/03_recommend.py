@@ -4,7 +4,7 @@
 # MAGIC
 # MAGIC Pick a user, look at what they clicked in training, and at their top-K items from a training
 # MAGIC run's model (the newest finished one unless `run_id` is given). The top-K come from the
-# MAGIC `recommendations` table that `python -m jobs.recommend` writes; if it does not hold this run's
+# MAGIC `recommendations` table that `python -m lakerec.jobs.recommend` writes; if it does not hold this run's
 # MAGIC top-K yet, the recommend job runs first.
 # MAGIC
 # MAGIC **Parameters** (widgets on Databricks; `LAKEREC_<NAME>` environment variables locally):
@@ -12,12 +12,7 @@
 
 # COMMAND ----------
 
-import os
-import sys
-
-# The repository root (this folder's parent), so that `import lakerec` works without installing it.
-sys.path.insert(0, os.environ.get("LAKEREC_REPO", os.path.abspath("..")))
-
+# lakerec is installed: `make setup` locally (editable), the bundle's wheel on Databricks.
 from lakerec import notebook as nb
 from lakerec.spark import get_spark
 

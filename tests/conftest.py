@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import lakerec  # noqa: F401  (first: it sets TF_USE_LEGACY_KERAS before any test imports TensorFlow)
+from lakerec.config import load_config, override
 
-from lakerec.config import load_config, override  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 _db_counter = itertools.count()
 

@@ -3,7 +3,7 @@ exist; the entry wrapper really runs a job and hands its tables on to another Sp
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import re
 import shlex
@@ -20,20 +20,14 @@ from lakerec.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 AZUREML = REPO / "conf" / "azureml"
-RUNNER = AZUREML / "entry" / "run.py"
+SPARK_ENTRY = REPO / "azureml_spark_entry.py"
+RUNNER_MODULE = "lakerec.jobs.azureml"
 JOB_FILES = {"ingest.yml", "filter.yml", "train.yml", "pipeline.yml"}
 NOT_JOBS = {"environment.yml", "conda.yml"}  # an environment and its conda spec
 PIPELINE_ORDER = ["ingest", "filter", "train", "evaluate", "recommend"]
 
 
-def load_runner():
-    spec = importlib.util.spec_from_file_location("azureml_run", RUNNER)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-run = load_runner()
+run = importlib.import_module(RUNNER_MODULE)
 
 
 def yaml_files() -> set[str]:
@@ -53,10 +47,15 @@ def jobs_and_nodes():
 
 
 def referenced_module(command: str) -> tuple[str, str]:
-    """The runner script and the job a command runs: `python conf/azureml/entry/run.py train ...`."""
+    """The runner module and the job a command runs: `python -m lakerec.jobs.azureml train ...`."""
     words = shlex.split(command)
-    assert words[0] == "python", command
-    return words[1], words[2]
+    assert words[:2] == ["python", "-m"], command
+    return words[2], words[3]
+
+
+def spark_job_name(job) -> str:
+    """The job a Spark spec runs: the first word of its args (`ingest --conf ...`)."""
+    return job.args.split()[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -76,8 +75,8 @@ def test_spark_jobs_attached_pool_and_serverless():
     ingest = load_job(AZUREML / "ingest.yml")
     assert isinstance(ingest, Spark)
     assert ingest.compute == "lakerec-synapse" and ingest.resources is None  # an attached Synapse pool
-    assert ingest.entry.entry == "conf/azureml/entry/ingest.py"
-    assert ingest.args.split() == ["--conf", "conf/azure.yml", "--raw", "${{inputs.raw}}", "--lake",
+    assert ingest.entry.entry == "azureml_spark_entry.py"
+    assert ingest.args.split() == ["ingest", "--conf", "conf/azure.yml", "--raw", "${{inputs.raw}}", "--lake",
                                    "${{outputs.lake}}"]
     assert ingest.inputs["raw"].path == "azureml://datastores/aliccp/paths/raw/"
 
@@ -85,8 +84,8 @@ def test_spark_jobs_attached_pool_and_serverless():
     assert isinstance(filt, Spark)
     assert filt.compute is None  # serverless Spark
     assert (filt.resources.instance_type, str(filt.resources.runtime_version)) == ("standard_e8s_v3", "3.4")
-    assert filt.entry.entry == "conf/azureml/entry/filter.py"
-    assert filt.args.split() == ["--conf", "conf/azure.yml", "--lake", "${{outputs.lake}}"]
+    assert filt.entry.entry == "azureml_spark_entry.py"
+    assert filt.args.split() == ["filter", "--conf", "conf/azure.yml", "--lake", "${{outputs.lake}}"]
     for job in (ingest, filt):
         assert job.identity.type == "user_identity"
         assert job.outputs["lake"].path == "azureml://datastores/aliccp/paths/lake/"
@@ -96,7 +95,7 @@ def test_train_is_a_gpu_command_job():
     train = load_job(AZUREML / "train.yml")
     assert isinstance(train, Command)
     assert train.compute == "gpu-cluster"
-    assert train.command.split() == ["python", "conf/azureml/entry/run.py", "train", "--local-spark", "--conf",
+    assert train.command.split() == ["python", "-m", "lakerec.jobs.azureml", "train", "--local-spark", "--conf",
                                      "conf/azure.yml", "--lake", "${{outputs.lake}}"]
     assert train.outputs["lake"].mode == "rw_mount"
     assert train.environment_variables["TF_USE_LEGACY_KERAS"] == "1"
@@ -121,7 +120,7 @@ def test_pipeline_chains_the_steps_in_order():
     for step in ("train", "evaluate", "recommend"):
         node = pipe.jobs[step]
         assert node.type == "command" and node.compute == "gpu-cluster"
-        assert referenced_module(node.command) == ("conf/azureml/entry/run.py", step)
+        assert referenced_module(node.command) == (RUNNER_MODULE, step)
         assert "--local-spark" in node.command.split()
     assert "--k 100" in pipe.jobs["recommend"].command
     assert "--no-evaluate" in pipe.jobs["train"].command.split()  # the evaluate step does it
@@ -140,20 +139,19 @@ def test_every_referenced_file_exists():
         assert code == REPO, f"{label}: code must be the repository root (code: ../..), got {code}"
         if job.type == "spark":
             entry = code / job.entry.entry
-            assert entry.is_file(), f"{label}: entry file {entry} is missing"
-            job_name = entry.stem
+            assert entry == SPARK_ENTRY, f"{label}: entry file {entry} is not {SPARK_ENTRY.name}"
+            job_name = spark_job_name(job)
             text = job.args
         else:
-            script, job_name = referenced_module(job.command)
-            assert (code / script).is_file(), f"{label}: {script} is missing"
+            module, job_name = referenced_module(job.command)
+            assert module == RUNNER_MODULE, f"{label}: runs {module}"
             text = job.command
             env = job.environment or job.component.environment  # a pipeline node keeps it on its component
             assert (base / "conda.yml").is_file()
             assert env.conda_file == load_environment(AZUREML / "environment.yml").conda_file, label
         assert job_name in run.JOBS, label
-        # The entry module the wrapper imports (jobs/train.py etc. are written in parallel
-        # with these specs; this fails until they land).
-        assert (REPO / "jobs" / f"{job_name}.py").is_file(), f"{label}: jobs/{job_name}.py is missing"
+        # The job module the wrapper imports.
+        assert (REPO / "lakerec" / "jobs" / f"{job_name}.py").is_file(), f"{label}: no job {job_name}"
         conf = re.search(r"--conf (\S+)", text).group(1)
         assert load_config(REPO / conf).target == "azure", label
 
@@ -163,18 +161,18 @@ def test_every_flag_passed_is_one_the_job_accepts():
     flags: dict[str, set[str]] = {}
     for label, job, _base in jobs_and_nodes():
         if job.type == "spark":
-            name, text = Path(job.entry.entry).stem, job.args
+            name, text = spark_job_name(job), job.args
         else:
             (_script, name), text = referenced_module(job.command), job.command
         wanted = {w.split("=")[0] for w in text.split() if w.startswith("--")} - {"--local-spark", "--after"}
         flags.setdefault(name, set()).update(wanted)
     assert set(flags) == set(PIPELINE_ORDER)
     for name, wanted in sorted(flags.items()):
-        out = subprocess.run([sys.executable, "-m", f"jobs.{name}", "--help"], cwd=REPO, capture_output=True,
+        out = subprocess.run([sys.executable, "-m", f"lakerec.jobs.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         known = set(re.findall(r"--[a-z][a-z0-9-]*", out.stdout))
-        assert wanted <= known, f"jobs.{name} does not accept {sorted(wanted - known)}"
+        assert wanted <= known, f"lakerec.jobs.{name} does not accept {sorted(wanted - known)}"
 
 
 def test_training_conda_pins_follow_requirements():
@@ -221,7 +219,6 @@ def test_runner_arguments():
         run.split_args(["nonsense"])
     assert run.database_location("abfss://c@a.dfs.core.windows.net/lake/", "aliccp") == (
         "abfss://c@a.dfs.core.windows.net/lake/warehouse/aliccp.db")
-    assert run.find_repo(AZUREML / "entry") == REPO
 
 
 def test_runner_attaches_every_documented_table():
@@ -234,20 +231,18 @@ def test_runner_attaches_every_documented_table():
     assert documented == set(run.LAKE_TABLES)
 
 
-def test_runner_points_mlflow_at_the_workspace(tmp_path):
+def test_runner_points_mlflow_at_the_workspace():
     argv = ["--conf", "conf/azure.yml", "--lake", "/mnt/lake"]
-    assert run.with_platform_tracking(argv, {}, tmp_path) == argv  # outside Azure ML: untouched
+    assert run.platform_tracking({}) == []  # outside Azure ML: nothing added
     uri = "azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/s/resourceGroups/g/providers/x/workspaces/w"
+    added = run.platform_tracking({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "exp1"})
     old = os.getcwd()
     try:
         os.chdir(REPO)
-        new = run.with_platform_tracking(["--conf=conf/azure.yml", "--lake", "/mnt/lake"],
-                                         {"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "exp1"}, tmp_path)
+        cfg = run.job_config(argv + added)  # what the job itself builds from the same flags
     finally:
         os.chdir(old)
-    assert new[0] == "--conf" and new[2:] == ["--lake", "/mnt/lake"]
-    cfg = load_config(new[1], lake="/mnt/lake")
-    assert (cfg.tracking_uri, cfg.mlflow.experiment) == (uri, "exp1")
+    assert (cfg.tracking_uri, cfg.mlflow.experiment, cfg.lake) == (uri, "exp1", "/mnt/lake")
     assert cfg.spark.master is None and cfg.filter.min_item_count == 501  # the rest as in conf/azure.yml
 
 
@@ -255,7 +250,7 @@ S, F, V = "\x01", "\x02", "\x03"
 
 
 def test_entry_runs_ingest_and_another_session_finds_its_tables(tmp_path, spark):
-    """The Spark entry file runs jobs.ingest; a second session (another catalog) attaches its tables."""
+    """The Spark entry file runs lakerec.jobs.ingest; a second session (another catalog) attaches its tables."""
     raw, lake = tmp_path / "raw", tmp_path / "lake"
     raw.mkdir()
     (raw / "common_features_train.csv").write_text(f"a1,1,101{F}7{V}1.0\n")
@@ -265,7 +260,7 @@ def test_entry_runs_ingest_and_another_session_finds_its_tables(tmp_path, spark)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(LAKEREC_DRIVER_MEMORY="1g", PYSPARK_PYTHON=sys.executable)
     proc = subprocess.run(
-        [sys.executable, str(AZUREML / "entry" / "ingest.py"), "--local-spark", "--after", "ignored",
+        [sys.executable, str(SPARK_ENTRY), "ingest", "--local-spark", "--after", "ignored",
          "--conf", "conf/local.yml", "--lake", str(lake), "--raw", str(raw), "--splits", "train"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )

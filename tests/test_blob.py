@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from jobs import download, upload
+from lakerec.jobs import download, upload
 from lakerec import blob
 from lakerec.blob import BlobAuth, LocalFile, RemoteBlob, TransferOptions
 from lakerec.errors import LakeRecError
@@ -252,7 +252,7 @@ def test_killed_upload_resumes_with_only_the_rest(tmp_path, azurite, service, co
     files = {f"part-{i:02d}.bin": os.urandom(2 * MiB + i) for i in range(24)}
     for rel, data in files.items():
         write(raw, rel, data)
-    cmd = [sys.executable, "-m", "jobs.upload", "--raw", str(raw), "--container", container, "--workers", "1",
+    cmd = [sys.executable, "-m", "lakerec.jobs.upload", "--raw", str(raw), "--container", container, "--workers", "1",
            "--block-size-mb", "1", "--no-progress"]
     env = cli_env(AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, LAKEREC_LOG_LEVEL="DEBUG")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -314,7 +314,7 @@ def test_download_resumes_after_damage_and_a_kill(tmp_path, azurite, auth, servi
     many = {f"f{i:02d}.bin": os.urandom(MiB + i) for i in range(24)}
     for rel, data in many.items():
         service.get_blob_client(container, f"many/{rel}").upload_blob(data)
-    cmd = [sys.executable, "-m", "jobs.download", "--container", container, "--prefix", "many", "--out",
+    cmd = [sys.executable, "-m", "lakerec.jobs.download", "--container", container, "--prefix", "many", "--out",
            str(tmp_path / "many"), "--workers", "1", "--no-progress"]
     env = cli_env(AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, LAKEREC_LOG_LEVEL="DEBUG")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -409,7 +409,7 @@ def test_account_url_without_any_identity_says_how_to_sign_in(tmp_path, monkeypa
 
 def test_cli_upload_end_to_end(tmp_path, azurite, service, container):  # noqa: F811
     files = make_tree(tmp_path / "raw")
-    cmd = [sys.executable, "-m", "jobs.upload", "--raw", str(tmp_path / "raw"), "--container", container,
+    cmd = [sys.executable, "-m", "lakerec.jobs.upload", "--raw", str(tmp_path / "raw"), "--container", container,
            "--prefix", "aliccp/raw", "--block-size-mb", "2"]
     env = cli_env(AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, LAKEREC_LOG_LEVEL="DEBUG")
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

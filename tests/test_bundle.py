@@ -372,7 +372,7 @@ def test_every_wheel_entry_point_is_a_console_script_with_a_real_main(bundle):
         module, func = target.split(":")
         main = getattr(importlib.import_module(module), func)
         assert callable(main) and func == "main", name
-        assert module == f"jobs.{name.removeprefix('lakerec-')}", name
+        assert module == f"lakerec.jobs.{name.removeprefix('lakerec-')}", name
     assert used <= set(scripts)
 
 
@@ -491,7 +491,7 @@ def test_wheel_builds_with_the_entry_points_sql_files_and_no_runtime_dependencie
     src = tmp_path / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("lakerec", "jobs"):
+    for name in ("lakerec",):
         shutil.copytree(REPO / name, src / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md", "requirements.txt"):
         shutil.copy(REPO / name, src / name)
@@ -509,8 +509,8 @@ def test_wheel_builds_with_the_entry_points_sql_files_and_no_runtime_dependencie
         metadata = zf.read(info.replace("entry_points.txt", "METADATA")).decode()
     sql_here = {str(p.relative_to(REPO)) for p in (REPO / "lakerec" / "sql").rglob("*.sql")}
     assert sql_here and sql_here <= names
-    assert {"jobs/train.py", "lakerec/retrieval/train.py", "lakerec/notebook.py"} <= names
-    assert not any(n.startswith(("tests/", "notebooks/", "conf/")) for n in names)
+    assert {"lakerec/jobs/train.py", "lakerec/retrieval/train.py", "lakerec/notebook.py"} <= names
+    assert not any(n.startswith(("tests/", "notebooks/", "conf/", "jobs/")) for n in names)
     scripts = dict(re.findall(r"^(lakerec-[\w-]+) = (\S+)$", entry_points, re.M))
     assert scripts == _pyproject()["project"]["scripts"]
     requires = re.findall(r"^Requires-Dist: (.+)$", metadata, re.M)

@@ -125,7 +125,7 @@ def test_a_target_file_holds_only_what_differs_from_the_defaults(path):
 
 
 def test_a_bad_set_ends_in_one_line_before_spark_starts(capsys):
-    from jobs import filter as filter_job
+    from lakerec.jobs import filter as filter_job
 
     with pytest.raises(SystemExit) as e:
         filter_job.main(["--set", "filter.min_user_count=0"])

@@ -10,8 +10,8 @@ import os
 import pytest
 from chispa import assert_df_equality
 
-from jobs import filter as filter_job
-from jobs import sql as sql_job
+from lakerec.jobs import filter as filter_job
+from lakerec.jobs import sql as sql_job
 from lakerec import filtering
 from lakerec.config import override
 from lakerec.errors import ConfigError, MissingTableError
@@ -103,7 +103,7 @@ def test_thresholds_that_keep_nothing_end_with_the_counts_of_every_step(spark, c
 
 
 def test_no_train_rows_says_to_ingest_the_train_split(spark, cfg):
-    with pytest.raises(filtering.EmptyFilterError, match="samples has no train rows.*python -m jobs.ingest"):
+    with pytest.raises(filtering.EmptyFilterError, match="samples has no train rows.*python -m lakerec.jobs.ingest"):
         filtering.frequency_filter(spark, cfg, spark.createDataFrame([], ROWS_SCHEMA))
 
 
@@ -129,7 +129,7 @@ def test_cli_refuses_a_non_positive_threshold_before_starting_spark(capsys):
 
 
 def test_missing_upstream_table_names_the_job_to_run(spark, cfg):
-    with pytest.raises(MissingTableError, match=r"samples does not exist yet: run `python -m jobs.ingest` first"):
+    with pytest.raises(MissingTableError, match=r"samples does not exist yet: run `python -m lakerec.jobs.ingest` first"):
         filtering.run(spark, cfg)
 
 
@@ -377,7 +377,7 @@ def test_example_queries_run_and_answer(spark, lake_run):
 
 
 def test_cli_filters_the_lake_and_the_step_sql_runs_alone(spark, cfg, capsys):
-    """`python -m jobs.filter ...` then `python -m jobs.sql -f 01_item_counts.sql ...`, through their main().
+    """`python -m lakerec.jobs.filter ...` then `python -m lakerec.jobs.sql -f 01_item_counts.sql ...`, through their main().
 
     In this process (its Spark session is on the test lake) rather than a new one: a second
     JVM costs a minute on a shared 2-core machine, and the foundation tests already check that

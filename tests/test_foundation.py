@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from jobs import sql as sql_job
+from lakerec.jobs import sql as sql_job
 from lakerec.config import load_config, override
 from lakerec.errors import ConfigError
 from lakerec.tables import write_table, table_version
@@ -65,14 +65,14 @@ def test_catalog_persists_across_processes(tmp_path):
     )
     subprocess.run([sys.executable, "-c", make], cwd=REPO, check=True, capture_output=True)
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.sql", "SELECT sum(n) AS total FROM aliccp.persisted", "--lake", str(lake),
+        [sys.executable, "-m", "lakerec.jobs.sql", "SELECT sum(n) AS total FROM aliccp.persisted", "--lake", str(lake),
          "--format", "csv"],
         cwd=REPO, capture_output=True, text=True,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-2:] == ["total", "6"]
     missing = subprocess.run(
-        [sys.executable, "-m", "jobs.sql", "SELECT * FROM aliccp.nope", "--lake", str(lake)],
+        [sys.executable, "-m", "lakerec.jobs.sql", "SELECT * FROM aliccp.nope", "--lake", str(lake)],
         cwd=REPO, capture_output=True, text=True,
     )
     assert missing.returncode == 2
@@ -92,7 +92,7 @@ def test_sql_job_runs_several_files_in_order(spark, cfg, tmp_path, capsys):
 def test_missing_java_is_one_clear_message(tmp_path):
     """Without Java on PATH (and no JAVA_HOME) a job says what to install, with no trace."""
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}  # nothing on PATH, no JAVA_HOME
-    out = subprocess.run([sys.executable, "-m", "jobs.sql", "SELECT 1", "--lake", str(tmp_path / "lake")],
+    out = subprocess.run([sys.executable, "-m", "lakerec.jobs.sql", "SELECT 1", "--lake", str(tmp_path / "lake")],
                          cwd=REPO, capture_output=True, text=True, env=env)
     assert out.returncode == 2
     assert "Java was not found" in out.stderr and "Traceback" not in out.stderr

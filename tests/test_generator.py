@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs import generate as generate_job
+from lakerec.jobs import generate as generate_job
 from lakerec.aliccp.generator import generate
 from lakerec.aliccp.oracle import Oracle
 from tests.conftest import REPO
@@ -458,7 +458,7 @@ def test_oracle_top_k_ranks_the_catalogue(folder, data, oracle):
 def test_cli_writes_the_files_and_a_summary(tmp_path):
     out = tmp_path / "raw"
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.generate", "--out", str(out), "--split", "train", "--impressions", "2000",
+        [sys.executable, "-m", "lakerec.jobs.generate", "--out", str(out), "--split", "train", "--impressions", "2000",
          "--users", "50", "--items", "300", "--seed", "3"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )

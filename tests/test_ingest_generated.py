@@ -49,21 +49,21 @@ def test_reconcile_and_planted_errors_on_generated_data(spark, cfg, raw):
 def test_cli_end_to_end(tmp_path):
     """generate → ingest → sql through the command line, as a user runs them."""
     raw, lake = tmp_path / "raw", tmp_path / "lake"
-    gen = subprocess.run([sys.executable, "-m", "jobs.generate", "--out", str(raw), "--split", "train",
+    gen = subprocess.run([sys.executable, "-m", "lakerec.jobs.generate", "--out", str(raw), "--split", "train",
                           "--impressions", "2000", "--users", "100", "--items", "300", "--malformed", "12"],
                          cwd=REPO, capture_output=True, text=True)
     assert gen.returncode == 0, gen.stderr
-    run = subprocess.run([sys.executable, "-m", "jobs.ingest", "--raw", str(raw), "--splits", "train", "--lake", str(lake)],
+    run = subprocess.run([sys.executable, "-m", "lakerec.jobs.ingest", "--raw", str(raw), "--splits", "train", "--lake", str(lake)],
                          cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "lines read = rows written + rows quarantined: yes, for every file" in run.stdout
-    q = subprocess.run([sys.executable, "-m", "jobs.sql", "--lake", str(lake), "--format", "csv",
+    q = subprocess.run([sys.executable, "-m", "lakerec.jobs.sql", "--lake", str(lake), "--format", "csv",
                         "SELECT sum(rows_written + rows_quarantined) = sum(lines_read) AS ok, sum(lines_read) AS n "
                         "FROM aliccp.ingest_report"], cwd=REPO, capture_output=True, text=True)
     assert q.returncode == 0, q.stderr
     ok, n = q.stdout.strip().splitlines()[-1].split(",")
     lines = sum(count_file(raw / f) for f in ("sample_skeleton_train.csv", "common_features_train.csv"))
     assert ok == "true" and int(n) == lines
-    bad = subprocess.run([sys.executable, "-m", "jobs.ingest", "--raw", str(tmp_path / "nowhere"), "--lake", str(lake)],
+    bad = subprocess.run([sys.executable, "-m", "lakerec.jobs.ingest", "--raw", str(tmp_path / "nowhere"), "--lake", str(lake)],
                          cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr

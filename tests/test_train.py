@@ -212,7 +212,7 @@ def test_missing_and_empty_inputs_end_in_clear_errors(spark, base_cfg, planted_c
 
     cfg = override(base_cfg, database=f"train_empty_{os.getpid()}", **FAST_TRAIN)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
-    with pytest.raises(MissingTableError, match="jobs.filter"):
+    with pytest.raises(MissingTableError, match="lakerec.jobs.filter"):
         train.run(spark, cfg)
     source = planted_cfg[0]
     for name in ("user_vocab", "item_vocab", "feature_vocab", "train_interactions", "test_interactions"):
@@ -227,7 +227,7 @@ def test_bad_flags_end_in_one_line():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for flags, words in ((["--epochs", "0"], "positive integer"), (["--features", "some"], "invalid choice"),
                          (["--protocol", "nope"], "invalid choice")):
-        out = subprocess.run([sys.executable, "-m", "jobs.train", *flags], cwd=REPO, capture_output=True,
+        out = subprocess.run([sys.executable, "-m", "lakerec.jobs.train", *flags], cwd=REPO, capture_output=True,
                              text=True, env=env)
         assert out.returncode == 2, out.stderr
         assert words in out.stderr and "Traceback" not in out.stderr

@@ -158,7 +158,7 @@ def test_worker_counts_the_cluster_cannot_run_are_refused(spark, planted_cfg):
 
 
 def test_workers_and_gpu_flags_reach_the_config():
-    from jobs import train
+    from lakerec.jobs import train
 
     args = train.build_parser().parse_args(["--workers", "2", "--gpu"])
     assert (args.workers, args.gpu) == (2, True)

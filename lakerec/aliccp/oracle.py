@@ -1,6 +1,6 @@
 """The planted truth behind generated Ali-CCP data, and what an oracle can say with it.
 
-`python -m jobs.generate` writes `DIR/oracle/oracle.npz` (arrays) and `oracle.json`
+`python -m lakerec.jobs.generate` writes `DIR/oracle/oracle.npz` (arrays) and `oracle.json`
 (parameters and realised statistics). The generative model, all in raw feature ids:
 
 - K latent topics. A user has a sparse interest `theta_u` over 1-3 topics (sums to 1); an
@@ -89,7 +89,7 @@ class Oracle:
         folder = path if (path / NPZ_NAME).is_file() else path / "oracle"
         if not (folder / NPZ_NAME).is_file():
             raise InputDataError(
-                f"no {NPZ_NAME} in {path} or {path / 'oracle'}: run `python -m jobs.generate --out DIR` first"
+                f"no {NPZ_NAME} in {path} or {path / 'oracle'}: run `python -m lakerec.jobs.generate --out DIR` first"
             )
         with np.load(folder / NPZ_NAME) as z:
             arrays = {k: z[k] for k in z.files}

@@ -1,7 +1,7 @@
 """Copy a folder to and from Azure Blob Storage: parallel, resumable, verified by MD5.
 
-Used by `python -m jobs.upload` (raw Ali-CCP files to a container, where Spark on
-Databricks/Synapse reads them as `abfss://...`) and `python -m jobs.download`.
+Used by `python -m lakerec.jobs.upload` (raw Ali-CCP files to a container, where Spark on
+Databricks/Synapse reads them as `abfss://...`) and `python -m lakerec.jobs.download`.
 
 The modules, from the pure decisions out to the network:
 

@@ -293,7 +293,7 @@ def load_items(spark, cfg: Config, item_vocab, spec) -> dict[str, np.ndarray]:
     if not np.array_equal(items["item_index"], np.arange(1, len(order) + 1)):
         raise InputDataError(
             f"{cfg.table('item_vocab')}: item_index must run 1..N without gaps or repeats; "
-            "rerun `python -m jobs.filter`"
+            "rerun `python -m lakerec.jobs.filter`"
         )
     return items
 

@@ -182,7 +182,7 @@ def build_spec(spark, features: str, tables: dict) -> tuple[FeatureSpec, dict[st
             if lo is not None and lo != hi:
                 raise InputDataError(
                     f"{col} must have one fixed length in train/test_interactions (found {lo}..{hi}); "
-                    "rerun `python -m jobs.filter`, which pads the history arrays"
+                    "rerun `python -m lakerec.jobs.filter`, which pads the history arrays"
                 )
     hist = data[f"max:{ids_column(USER_MULTI[0])}"] or 0
     intent = data[f"max:{ids_column(ITEM_MULTI[0])}"] or 0

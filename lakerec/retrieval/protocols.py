@@ -24,7 +24,7 @@ PROTOCOLS: dict[str, dict] = {
         logq_correction=False, remove_accidental_hits=False, temperature=1.0,
     ),
 }
-TUTORIAL_SPLIT = "random:0.2:42"  # what jobs.movielens records for its default split
+TUTORIAL_SPLIT = "random:0.2:42"  # what lakerec.jobs.movielens records for its default split
 
 
 def apply_protocol(cfg: Config, protocol: str | None) -> Config:
@@ -46,7 +46,7 @@ def warn_if_split_differs(spark, cfg: Config, protocol: str | None) -> None:
         split = table_property(spark, cfg.table("train_interactions"), SPLIT_PROPERTY)
         if split != TUTORIAL_SPLIT:
             log.warning("protocol tfrs-tutorial expects the random 80/20 split with seed 42 "
-                        "(python -m jobs.movielens --split random); these tables have split=%s", split)
+                        "(python -m lakerec.jobs.movielens --split random); these tables have split=%s", split)
 
 
 def validate_train_conf(tc: TrainConf) -> None:

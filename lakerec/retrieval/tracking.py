@@ -105,7 +105,7 @@ def latest_training_run(cfg: Config) -> str:
     if not runs:
         raise LakeRecError(
             f"no finished training run for database {cfg.database} in MLflow experiment "
-            f"{cfg.mlflow.experiment!r} ({cfg.tracking_uri}): run `python -m jobs.train` first, or pass --run-id"
+            f"{cfg.mlflow.experiment!r} ({cfg.tracking_uri}): run `python -m lakerec.jobs.train` first, or pass --run-id"
         )
     return runs[0].info.run_id
 

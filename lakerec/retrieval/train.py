@@ -137,7 +137,7 @@ def read_training_inputs(spark, cfg: Config, protocol: str | None) -> TrainingIn
     if n_train == 0:
         raise InputDataError(
             f"{cfg.table('train_interactions')} is empty: nothing to train on. Check the filter's thresholds "
-            f"(filter.min_item_count, filter.min_user_count) and rerun `python -m jobs.filter`"
+            f"(filter.min_item_count, filter.min_user_count) and rerun `python -m lakerec.jobs.filter`"
         )
     warn_if_split_differs(spark, cfg, protocol)
     counts = data.item_train_counts(tables["train_interactions"], spec.num_items)

@@ -1,9 +1,9 @@
 -- Impressions, clicks and conversions per split: the funnel (CVR is conversions per click)
 /*
   The questions a data engineer asks first about the ingested Ali-CCP tables.
-  Each statement runs on its own; all of them run after `python -m jobs.ingest`:
-    python -m jobs.sql -f lakerec/sql/examples.sql
-    python -m jobs.sql -f lakerec/sql/examples.sql --format csv > examples.csv
+  Each statement runs on its own; all of them run after `python -m lakerec.jobs.ingest`:
+    python -m lakerec.jobs.sql -f lakerec/sql/examples.sql
+    python -m lakerec.jobs.sql -f lakerec/sql/examples.sql --format csv > examples.csv
   They read ${database}.samples and ${database}.user_contexts.
 */
 SELECT split,

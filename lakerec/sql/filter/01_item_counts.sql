@@ -7,8 +7,8 @@
   Param   min_item_count (N). The seed kept items with `> 500` impressions, that is N = 501.
 
   Run it alone:
-    python -m jobs.sql -f lakerec/sql/filter/01_item_counts.sql --param min_item_count=501
-  With --kcore, `python -m jobs.filter` runs the statements after this first one again in
+    python -m lakerec.jobs.sql -f lakerec/sql/filter/01_item_counts.sql --param min_item_count=501
+  With --kcore, `python -m lakerec.jobs.filter` runs the statements after this first one again in
   every later round, with filter_rows bound to the rows step 2 kept in the round before.
 */
 CREATE OR REPLACE TEMPORARY VIEW filter_rows AS

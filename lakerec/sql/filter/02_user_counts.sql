@@ -8,8 +8,8 @@
 
   Step 1 defines the views this step reads, so run the two in one session, for example
     cat lakerec/sql/filter/01_item_counts.sql lakerec/sql/filter/02_user_counts.sql > /tmp/filter.sql
-    python -m jobs.sql -f /tmp/filter.sql --param min_item_count=501 --param min_user_count=51
-  With --kcore, `python -m jobs.filter` repeats steps 1 and 2 on kept_rows until a step
+    python -m lakerec.jobs.sql -f /tmp/filter.sql --param min_item_count=501 --param min_user_count=51
+  With --kcore, `python -m lakerec.jobs.filter` repeats steps 1 and 2 on kept_rows until a step
   removes nothing, so every kept item and user then meets its threshold among the kept rows.
 */
 CREATE OR REPLACE TEMPORARY VIEW user_counts AS

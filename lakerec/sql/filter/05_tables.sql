@@ -5,7 +5,7 @@
           interactions  one row per positive of either split, shaped for the two towers
   Param   history_length (L).
 
-  `python -m jobs.filter` writes user_vocab, item_vocab, feature_vocab, and the rows of
+  `python -m lakerec.jobs.filter` writes user_vocab, item_vocab, feature_vocab, and the rows of
   interactions of each split (without the split column) to train_interactions and
   test_interactions. A test user or item that is not in the train vocabulary gets index 0
   and is_cold_user / is_cold_item = true: the row is kept, flagged, and counted.

@@ -1,7 +1,7 @@
 -- What the last filter run wrote: vocabulary sizes, positives, cold-start rows of the test split.
 /*
-  Reads the tables `python -m jobs.filter` writes, so it runs on its own after a run:
-    python -m jobs.sql -f lakerec/sql/filter/06_summary.sql
+  Reads the tables `python -m lakerec.jobs.filter` writes, so it runs on its own after a run:
+    python -m lakerec.jobs.sql -f lakerec/sql/filter/06_summary.sql
 */
 SELECT (SELECT count(*) FROM ${database}.user_vocab) AS users,
        (SELECT count(*) FROM ${database}.item_vocab) AS items,

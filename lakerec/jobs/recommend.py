@@ -1,6 +1,6 @@
 """Write the top-K items of every vocabulary user to the Delta table `recommendations`.
 
-    python -m jobs.recommend [--conf PATH] [--lake DIR] [--database DB] [--k 100] [--run-id ID]
+    python -m lakerec.jobs.recommend [--conf PATH] [--lake DIR] [--database DB] [--k 100] [--run-id ID]
 
 Uses the exported model of a training run (default: the newest finished one): the query
 tower on each user's latest context and an exact index over all items. Columns:

@@ -1,7 +1,7 @@
 """Run Spark SQL against the lake's catalog and print the result.
 
-    python -m jobs.sql "SELECT count(*) FROM aliccp.samples"
-    python -m jobs.sql -f lakerec/sql/examples.sql --format csv
+    python -m lakerec.jobs.sql "SELECT count(*) FROM aliccp.samples"
+    python -m lakerec.jobs.sql -f lakerec/sql/examples.sql --format csv
 
 A file may hold several statements separated by `;`; each result is printed under its
 statement's leading comment (the `-- name` line), if it has one. `${database}` in the SQL

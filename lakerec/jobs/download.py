@@ -1,7 +1,7 @@
 """Download a folder of blobs from Azure Blob Storage (parallel, resumable, MD5-verified).
 
     export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...'
-    python -m jobs.download --container aliccp --prefix raw --out data/raw
+    python -m lakerec.jobs.download --container aliccp --prefix raw --out data/raw
 
 A local file whose size and MD5 already match its blob is skipped, so re-running after an
 interruption downloads only what is missing or incomplete. Each blob is written to
@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from jobs.upload import add_transfer_flags, options_from_args
+from lakerec.jobs.upload import add_transfer_flags, options_from_args
 from lakerec import blob, cli
 from lakerec.errors import LakeRecError
 

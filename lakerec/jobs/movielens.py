@@ -1,11 +1,11 @@
 """Load a downloaded MovieLens ratings file into the lake's training tables.
 
-    python -m jobs.movielens --ratings PATH [--conf PATH] [--lake DIR] [--database movielens]
+    python -m lakerec.jobs.movielens --ratings PATH [--conf PATH] [--lake DIR] [--database movielens]
         [--split random|time] [--test-fraction 0.2] [--seed 42]
 
 PATH is `ml-100k/u.data` (tab separated) or `ml-1m/ratings.dat` (`::` separated). The
 tables land in their own database, ready for
-    python -m jobs.train --database movielens --features ids [--protocol tfrs-tutorial]
+    python -m lakerec.jobs.train --database movielens --features ids [--protocol tfrs-tutorial]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         s = load(get_spark(cfg), cfg, args.ratings, args.split, args.test_fraction, args.seed)
         print(f"{s.ratings:,} ratings -> {s.database}: train {s.train:,}, test {s.test:,} "
               f"({s.cold_test_rows:,} cold-start), {s.users:,} users, {s.items:,} items, split {s.split}")
-        print(f"next: python -m jobs.train --database {s.database} --features ids [--protocol tfrs-tutorial]")
+        print(f"next: python -m lakerec.jobs.train --database {s.database} --features ids [--protocol tfrs-tutorial]")
 
     cli.run_main("movielens", body)
 

@@ -1,4 +1,4 @@
-"""Ingest raw Ali-CCP files into Delta tables: `python -m jobs.ingest --raw DIR`."""
+"""Ingest raw Ali-CCP files into Delta tables: `python -m lakerec.jobs.ingest --raw DIR`."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Frequency filtering, vocabularies and training tables: `python -m jobs.filter`.
+"""Frequency filtering, vocabularies and training tables: `python -m lakerec.jobs.filter`.
 
-    python -m jobs.filter                                  # thresholds from conf/local.yml
-    python -m jobs.filter --conf conf/full.yml --kcore     # the full dataset, k-core
-    python -m jobs.filter --min-item-count 501 --min-user-count 51 --label conversion
+    python -m lakerec.jobs.filter                                  # thresholds from conf/local.yml
+    python -m lakerec.jobs.filter --conf conf/full.yml --kcore     # the full dataset, k-core
+    python -m lakerec.jobs.filter --min-item-count 501 --min-user-count 51 --label conversion
 
 The SQL it runs is in lakerec/sql/filter/ (see lakerec.filtering).
 """

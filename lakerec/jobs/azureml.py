@@ -1,24 +1,25 @@
-"""Run a LakeRec job inside an Azure ML job: `python conf/azureml/entry/run.py JOB [--local-spark] [--after URI] ARGS`.
+"""Run a LakeRec job inside an Azure ML job.
 
-Azure ML Spark jobs need an entry *file*, and neither a serverless Spark session nor a GPU
-node shares a catalog with the step before it. So this wrapper, before it calls
-`jobs.<JOB>.main(ARGS)`:
+    Spark jobs:   entry file azureml_spark_entry.py, args `JOB [--after URI] ARGS`
+    Command jobs: python -m lakerec.jobs.azureml JOB [--local-spark] [--after URI] ARGS
 
-1. puts the repository (shipped by `code: ../..`) first on sys.path and makes it the working
-   directory, so `--conf conf/azure.yml` resolves wherever Azure ML starts the driver;
-2. gets the Spark session: the platform's (Synapse pool, serverless Spark), or with
+Neither a serverless Spark session nor a GPU node shares a catalog with the step before it.
+So, before it calls `lakerec.jobs.<JOB>.main(ARGS)`, this wrapper:
+
+1. gets the Spark session: the platform's (Synapse pool, serverless Spark), or with
    `--local-spark` (command jobs on a GPU node) a local one with Delta, built by
    `lakerec.spark.get_spark`; the lakerec package is shipped to the executors as a zip;
-3. attaches the lake's tables: the database is placed at `<lake>/warehouse/<database>.db`
+2. attaches the lake's tables: the database is placed at `<lake>/warehouse/<database>.db`
    and every table an earlier step wrote there is registered by name, so `aliccp.samples`
    written by ingest on one cluster is found by filter on another. Where the platform keeps a
-   persistent catalog (a Synapse pool, Databricks) this changes nothing.
+   persistent catalog (a Synapse pool, Databricks) this changes nothing;
+3. points the job's MLflow at the workspace: Azure ML sets $MLFLOW_TRACKING_URI (and
+   $MLFLOW_EXPERIMENT_NAME) in every job, passed on as `--set mlflow.tracking_uri=...`.
 
-Inside Azure ML the job's MLflow goes to the workspace: $MLFLOW_TRACKING_URI, which Azure ML
-sets, replaces the config's `mlflow.tracking_uri` (see `with_platform_tracking`).
-
-`--after URI` is accepted and dropped: pipeline steps pass the previous step's output with
-it only so that Azure ML runs them in order.
+The specs ship the repository (`code: ../..`); the wrapper runs from its root, so
+`--conf conf/azure.yml` resolves wherever Azure ML starts the driver, and `lakerec` imports
+from the shipped code (the Spark entry file sits at the root for that reason). `--after URI` is accepted and dropped: pipeline steps pass the previous
+step's output with it only so that Azure ML runs them in order.
 """
 
 from __future__ import annotations
@@ -42,19 +43,11 @@ LAKE_TABLES = (
 JOBS = ("ingest", "filter", "train", "evaluate", "recommend")
 
 
-def find_repo(start: Path) -> Path:
-    """The repository root: the first folder above `start` (or the cwd) holding lakerec/."""
-    for base in (start, Path.cwd()):
-        for d in (base, *base.parents):
-            if (d / "lakerec" / "__init__.py").is_file():
-                return d
-    raise SystemExit(f"error: lakerec/ not found above {start} or {Path.cwd()}: submit the job with `code: ../..`")
-
-
 def split_args(argv: list[str]) -> tuple[str, bool, list[str]]:
     """(job, local_spark, the job's own arguments); `--after VALUE` is dropped."""
     if not argv or argv[0] not in JOBS:
-        raise SystemExit(f"usage: run.py {{{','.join(JOBS)}}} [--local-spark] [--after URI] [job arguments]")
+        raise SystemExit(f"usage: python -m lakerec.jobs.azureml {{{','.join(JOBS)}}} [--local-spark] [--after URI] "
+                         "[job arguments]")
     job, rest, local, out = argv[0], argv[1:], False, []
     i = 0
     while i < len(rest):
@@ -71,49 +64,28 @@ def split_args(argv: list[str]) -> tuple[str, bool, list[str]]:
 
 
 def job_config(job_argv: list[str]):
-    """The config the job will load: its --conf, with its --lake, --raw and --database applied."""
-    import argparse
+    """The config the job will load: the same flags, through the same option table."""
+    from lakerec import cli
+    from lakerec.options import COMMON, OPTIONS
 
-    from lakerec.config import load_config
-
-    p = argparse.ArgumentParser(add_help=False)  # the job itself answers --help
-    for flag in ("--conf", "--lake", "--raw", "--database"):
-        p.add_argument(flag, default=None)
-    known, _ = p.parse_known_args(job_argv)
-    return load_config(known.conf, lake=known.lake, raw=known.raw, database=known.database)
+    p = cli.parser("azureml", "the job's config", tuple(o.key for o in OPTIONS if o.key not in COMMON))
+    known, _ = p.parse_known_args(job_argv)  # the job's own flags (--splits, --run-id) are its business
+    return cli.config_from_args(known)
 
 
-def with_platform_tracking(job_argv: list[str], environ, folder: Path) -> list[str]:
-    """Point the job's MLflow at the workspace Azure ML names in $MLFLOW_TRACKING_URI.
+def platform_tracking(environ) -> list[str]:
+    """`--set` arguments that point the job's MLflow at the workspace Azure ML names.
 
     Azure ML sets MLFLOW_TRACKING_URI (and MLFLOW_EXPERIMENT_NAME, the job's experiment) in
-    every job; the job reads its tracking URI from the config, so a copy of the config with
-    those two values is written to `folder` and passed as --conf instead. Outside Azure ML
-    (no such variable) the arguments are returned unchanged.
+    every job; outside Azure ML (no such variable) there is nothing to add.
     """
-    import yaml
-
     uri = environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        return job_argv
-    argv, conf_at = list(job_argv), None
-    for i, a in enumerate(argv):
-        if a == "--conf" and i + 1 < len(argv):
-            conf_at = i + 1
-        elif a.startswith("--conf="):
-            argv[i : i + 1], conf_at = ["--conf", a.split("=", 1)[1]], i + 1
-    if conf_at is None:
-        raise SystemExit("error: pass --conf conf/azure.yml to jobs run on Azure ML")
-    data = yaml.safe_load(Path(argv[conf_at]).read_text()) or {}
-    mlflow = data.setdefault("mlflow", {}) or {}
-    mlflow["tracking_uri"] = uri
+        return []
+    out = ["--set", f"mlflow.tracking_uri={uri}"]
     if environ.get("MLFLOW_EXPERIMENT_NAME"):
-        mlflow["experiment"] = environ["MLFLOW_EXPERIMENT_NAME"]
-    data["mlflow"] = mlflow
-    target = folder / "azureml-job.yml"
-    target.write_text(yaml.safe_dump(data, sort_keys=False))
-    argv[conf_at] = str(target)
-    return argv
+        out += ["--set", f"mlflow.experiment={environ['MLFLOW_EXPERIMENT_NAME']}"]
+    return out
 
 
 def database_location(lake: str, database: str) -> str:
@@ -145,22 +117,25 @@ def _is_delta(spark, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
 
 
-def ship_package(spark, repo: Path) -> None:
-    """Send lakerec/ to the executors as a zip (the driver imports it from the repository)."""
+def ship_package(spark) -> None:
+    """Send the lakerec package to the executors as a zip (the driver imports it from the shipped code)."""
+    import lakerec
+
+    package = Path(lakerec.__file__).resolve().parent
     target = Path(tempfile.mkdtemp(prefix="lakerec-")) / "lakerec.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in (repo / "lakerec").rglob("*"):
+        for f in package.rglob("*"):
             if f.is_file() and "__pycache__" not in f.parts:
-                z.write(f, f.relative_to(repo).as_posix())
+                z.write(f, f.relative_to(package.parent).as_posix())
     spark.sparkContext.addPyFile(str(target))
 
 
 def main(argv: list[str] | None = None) -> None:
-    repo = find_repo(Path(__file__).resolve().parent)
-    sys.path.insert(0, str(repo))
-    os.chdir(repo)
+    from lakerec.config import REPO_ROOT
+
+    os.chdir(REPO_ROOT)  # the shipped code's root: the specs' relative paths (--conf conf/azure.yml) resolve
     job, local_spark, job_argv = split_args(sys.argv[1:] if argv is None else argv)
-    job_argv = with_platform_tracking(job_argv, os.environ, Path(tempfile.mkdtemp(prefix="lakerec-conf-")))
+    job_argv = job_argv + platform_tracking(os.environ)
 
     from lakerec import cli
     from lakerec.config import override
@@ -174,12 +149,12 @@ def main(argv: list[str] | None = None) -> None:
         from pyspark.sql import SparkSession
 
         spark = SparkSession.builder.getOrCreate()
-        ship_package(spark, repo)
+        ship_package(spark)
         found = attach_tables(spark, cfg.database, database_location(cfg.lake, cfg.database))
         log.info("%s: lake %s, tables attached: %s", job, cfg.lake, ", ".join(found) or "none yet")
 
     cli.run_main("azureml", prepare)
-    importlib.import_module(f"jobs.{job}").main(job_argv)
+    importlib.import_module(f"lakerec.jobs.{job}").main(job_argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Evaluate a training run's model on test_interactions against most-popular and random.
 
-    python -m jobs.evaluate [--conf PATH] [--lake DIR] [--database DB] [--run-id ID]
+    python -m lakerec.jobs.evaluate [--conf PATH] [--lake DIR] [--database DB] [--run-id ID]
 
 Full-catalogue retrieval (exact, every vocabulary item), recall@K and NDCG@K and TFRS's
 top-K categorical accuracy for K in `train.ks`, cold-start rows on their own line. The

@@ -1,11 +1,11 @@
 """Upload the raw Ali-CCP files to Azure Blob Storage (parallel, resumable, MD5-verified).
 
     export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...'
-    python -m jobs.upload --raw data/raw --container aliccp --prefix raw
+    python -m lakerec.jobs.upload --raw data/raw --container aliccp --prefix raw
 
 or, signed in with `az login` / a managed identity (role: Storage Blob Data Contributor):
 
-    python -m jobs.upload --raw data/raw --container aliccp --prefix raw \\
+    python -m lakerec.jobs.upload --raw data/raw --container aliccp --prefix raw \\
         --account-url https://ACCOUNT.blob.core.windows.net
 
 A blob whose size and MD5 already match its local file is skipped, so re-running after an
@@ -38,7 +38,7 @@ def run(
 
 
 def add_transfer_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by jobs.upload and jobs.download."""
+    """Flags shared by lakerec.jobs.upload and lakerec.jobs.download."""
     p.add_argument("--container", required=True, help="blob container (created on upload if missing)")
     p.add_argument("--prefix", default="", help="folder inside the container, e.g. raw/aliccp (default: its root)")
     p.add_argument("--account-url", default=None,

@@ -1,4 +1,4 @@
-"""The whole pipeline on the embedded default: `python -m jobs.demo [--lake DIR]`.
+"""The whole pipeline on the embedded default: `python -m lakerec.jobs.demo [--lake DIR]`.
 
 generate → ingest → example SQL → filter → train (+ evaluate) → recommend, in one process
 and one Spark session, ending with the model-versus-baselines table. `make demo` runs it.
@@ -26,7 +26,7 @@ def banner(text: str) -> None:
 
 def run(cfg: Config, impressions: int, users: int, items: int, seed: int) -> dict:
     """Run every stage on cfg's lake; return the stages' outputs."""
-    from jobs.sql import format_rows
+    from lakerec.jobs.sql import format_rows
     from lakerec import filtering, ingest
     from lakerec.aliccp.generator import format_summary, generate
     from lakerec.sqlfiles import run_statements, sql_file
@@ -75,7 +75,7 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int) -> dic
     print(trained["table"])
     print("\nseconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     print(f"MLflow run {trained['run_id']}: mlflow ui --backend-store-uri {cfg.tracking_uri}")
-    print(f"query the lake: python -m jobs.sql --lake {cfg.lake} \"SELECT * FROM {cfg.table('recommendations')} LIMIT 5\"")
+    print(f"query the lake: python -m lakerec.jobs.sql --lake {cfg.lake} \"SELECT * FROM {cfg.table('recommendations')} LIMIT 5\"")
     return {"trained": trained, "recommendations": recs, "timings": timings}
 
 

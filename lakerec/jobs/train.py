@@ -1,6 +1,6 @@
 """Train the two-tower retrieval model on the filter's tables, then evaluate it.
 
-    python -m jobs.train [--conf PATH] [--lake DIR] [--database DB] [--epochs E]
+    python -m lakerec.jobs.train [--conf PATH] [--lake DIR] [--database DB] [--epochs E]
         [--batch-size B] [--embedding-dim D] [--features ids|all] [--run-name NAME]
         [--resume] [--protocol tfrs-tutorial] [--workers N [--gpu]] [--petastorm-cache URL]
 

@@ -1,7 +1,7 @@
 """Generate synthetic Ali-CCP raw files with a planted truth (no Spark needed).
 
-    python -m jobs.generate --out data/raw
-    python -m jobs.generate --out /tmp/raw --split train --impressions 1000000 --malformed 50
+    python -m lakerec.jobs.generate --out data/raw
+    python -m lakerec.jobs.generate --out /tmp/raw --split train --impressions 1000000 --malformed 50
 
 Writes `sample_skeleton_{split}.csv` and `common_features_{split}.csv` per split in the
 published byte format, and `oracle/` (the latent truth and the expected quarantine counts).
@@ -18,7 +18,7 @@ SPLIT_CHOICES = {"train": ("train",), "test": ("test",), "both": ("train", "test
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.generate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m lakerec.jobs.generate", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="folder for the raw files and oracle/ (created if missing)")
     p.add_argument("--split", choices=sorted(SPLIT_CHOICES), default="both", help="which split(s) to write")
     p.add_argument("--impressions", type=int, default=gen.DEFAULT_IMPRESSIONS, help="skeleton rows per split")
