@@ -192,6 +192,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # a widget or env value
+            return value.strip().lower() == "true"
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if hint in (int, float, str):
         if hint is not str and isinstance(value, bool):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lakerec.config import REPO_ROOT, Config, load_config, override
+from lakerec.options import BY_NAME
 
 # The notebooks call everything as nb.<name>: one import in a notebook reaches it all.
 from lakerec.notebook_data import (  # noqa: F401
@@ -44,22 +45,6 @@ from lakerec.notebook_plots import plot_ctr_by_position, plot_field_coverage, pl
 # Locally a parameter NAME comes from the environment variable LAKEREC_<NAME>; the runner
 # sets them for the kernel it starts.
 ENV_PREFIX = "LAKEREC_"
-
-# Notebook parameter -> config key (see lakerec.config.load_config); an empty value keeps
-# the config file's setting.
-CONFIG_KEYS = {
-    "lake": "lake",
-    "database": "database",
-    "raw": "raw",
-    "experiment": "mlflow__experiment",
-    "registered_model": "mlflow__registered_model",
-    "epochs": "train__epochs",
-    "batch_size": "train__batch_size",
-    "embedding_dim": "train__embedding_dim",
-    "features": "train__features",
-    "learning_rate": "train__learning_rate",
-}
-
 
 # --------------------------------------------------------------------------- where we run
 
@@ -134,14 +119,15 @@ def config(params: Mapping[str, str]) -> Config:
     """The Config a notebook runs with: `conf` (a YAML file) and the parameters that override it.
 
     Args:
-        params: what `parameters` returned; names in CONFIG_KEYS override the file, an
-            empty value keeps the file's setting.
+        params: what `parameters` returned; a parameter named like an option of
+            lakerec.options (`epochs`, `batch_size`, `experiment`...: the flag's name with
+            underscores) overrides the file, an empty value keeps the file's setting.
 
     Returns:
         The Config, its lake resolved against the repository root.
     """
-    overrides = {CONFIG_KEYS[k]: v for k, v in params.items() if k in CONFIG_KEYS and str(v).strip() != ""}
-    cfg = load_config(_from_repo(params.get("conf", "")) or None, **overrides)
+    values = {BY_NAME[k].key: v for k, v in params.items() if k in BY_NAME and str(v).strip() != ""}
+    cfg = load_config(_from_repo(params.get("conf", "")) or None, values)
     return override(cfg, lake=_from_repo(cfg.lake))
 
 

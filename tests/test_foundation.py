@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from lakerec import sqlfiles
 from lakerec.jobs import sql as sql_job
 from lakerec.config import load_config, override
 from lakerec.errors import ConfigError
@@ -27,14 +28,14 @@ def test_delta_table_round_trip_and_versions(spark, cfg):
 
 def test_split_statements_keeps_titles():
     text = "-- first\nSELECT 1;\n\n-- second one\nSELECT 2 AS x;\n"
-    sts = sql_job.split_statements(text)
+    sts = sqlfiles.split_statements(text)
     assert [(s.title, s.sql) for s in sts] == [("first", "SELECT 1"), ("second one", "SELECT 2 AS x")]
 
 
 def test_render_refuses_unknown_placeholder(base_cfg):
-    assert sql_job.render("SELECT * FROM ${database}.t", base_cfg) == "SELECT * FROM lakerec_test.t"
+    assert sqlfiles.render("SELECT * FROM ${database}.t", base_cfg) == "SELECT * FROM lakerec_test.t"
     with pytest.raises(Exception, match="--param missing"):
-        sql_job.render("SELECT ${missing}", base_cfg)
+        sqlfiles.render("SELECT ${missing}", base_cfg)
 
 
 def test_config_refuses_unknown_keys_and_bad_types(tmp_path):

@@ -146,7 +146,7 @@ def test_worker_counts_the_cluster_cannot_run_are_refused(spark, planted_cfg):
     cfg, _ = planted_cfg
     cases = (
         (dict(train__workers=3), r"--workers 3 needs 3 Spark tasks .* runs 2 \(local\[2\]\)"),
-        (dict(train__workers=0), r"train.workers \(--workers\) must be at least 1"),
+        (dict(train__workers=0), r"--workers or train.workers must be a positive integer"),
         (dict(train__workers=2, train__batch_size=255), r"batch_size .* 255 must split evenly over --workers 2"),
         (dict(train__workers=2, train__gpu=True), r"--gpu .* needs a Spark cluster with GPU scheduling"),
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from lakerec import cli
 from lakerec.config import Config, override

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame
 from lakerec import cli
 from lakerec.errors import LakeRecError
 from lakerec.spark import get_spark
-from lakerec.sqlfiles import Statement, render, run_statements, split_statements  # noqa: F401 (re-exported)
+from lakerec.sqlfiles import run_statements
 
 FORMATS = ("table", "csv", "json")
 

@@ -27,7 +27,7 @@ from lakerec.config import Config, TrainConf, override
 from lakerec.errors import InputDataError, LakeRecError
 from lakerec.retrieval import data, evaluate, tracking
 from lakerec.retrieval.features import FeatureSpec
-from lakerec.retrieval.protocols import validate_train_conf, warn_if_split_differs
+from lakerec.retrieval.protocols import warn_if_split_differs
 
 log = logging.getLogger("lakerec.train")
 
@@ -310,7 +310,6 @@ def run(
         cfg, run_name, resumed = resumed_config(cfg, root, run_name, epochs)
         protocol = resumed.get("protocol")
     tc = cfg.train
-    validate_train_conf(tc)
     distributed.check_cluster(spark, tc)
     if not run_name:
         run_name = f"{tc.features}-d{tc.embedding_dim}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
