@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from lakerec.aliccp import parse
 from lakerec.aliccp import reasons as R
-from lakerec.aliccp.fields import COMMON, SKELETON, fields_of
+from lakerec.schema.fields import COMMON, SKELETON, fields_of
 from lakerec.config import Config
 from lakerec.errors import InputDataError
 from lakerec.sqlfiles import run_statements, sql_file

@@ -10,7 +10,7 @@ generating and ingesting raw files:
     write_user_contexts(spark, cfg, contexts_from_samples(rows, user_categories={10: [(7, 1.1)]}))
 
 or both at once with `write_ingest_tables(spark, cfg, rows, histories={...})`. Column order
-and types follow the ingest job (lakerec/aliccp/fields.py order); a weighted array is given
+and types follow the ingest job (lakerec/schema/fields.py order); a weighted array is given
 as a list of `(id, weight)` pairs or of bare ids (weight 1.0).
 """
 
@@ -23,7 +23,7 @@ from pyspark.sql.types import (
     ArrayType, DoubleType, IntegerType, LongType, StringType, StructField, StructType,
 )
 
-from lakerec.aliccp.fields import COMMON, SKELETON, fields_of
+from lakerec.schema.fields import COMMON, SKELETON, fields_of
 from lakerec.config import Config
 from lakerec.tables import write_table
 

@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakerec.aliccp import reasons as R
-from lakerec.aliccp.fields import (
+from lakerec.schema.fields import (
     COMMON, COMMON_COLUMNS, FEATURE_SEP, FIELD_SEP, SKELETON, SKELETON_COLUMNS, VALUE_SEP, Field, fields_of,
 )
 

@@ -1,0 +1,1 @@
+"""One schema for the lake: the Ali-CCP field registry (lakerec.schema.fields)."""
