@@ -152,8 +152,8 @@ def _named(field: Field) -> list[Column]:
     # A single-valued field occurs at most once in a valid line: find it without a lambda.
     first = F.get("features", F.array_position(F.col("features.field"), field.code).cast("int") - 1)
     out = [first.feature_id.alias(field.name)]
-    if field.weighted:
-        out.append(first.value.alias(f"{field.name}_weight"))
+    if field.weight_column:
+        out.append(first.value.alias(field.weight_column))
     return out
 
 
