@@ -249,4 +249,3 @@ def side_features(tower: str | None = None, multi: bool | None = None) -> tuple[
         for m in ((False, True) if multi is None else (multi,)):
             out += select(tower=t, feature=SIDE, multi=m)
     return tuple(out)
-
