@@ -30,26 +30,29 @@ import tensorflow_recommenders as tfrs
 from lakerec.config import TrainConf
 from lakerec.retrieval import metrics as M
 from lakerec.retrieval.catalogue_ranks import candidate_matrix, collect_ranks
-from lakerec.retrieval.features import ITEM_MULTI, ITEM_SINGLE, USER_MULTI, USER_SINGLE, FeatureSpec
+from lakerec.retrieval.features import (
+    ITEM_MULTI, ITEM_SINGLE, USER_MULTI, USER_SINGLE, FeatureSpec, ids_column, index_column,
+)
 from lakerec.retrieval.model import build_model, item_probabilities
+from lakerec.schema import tables as T
 from tests.train_fixtures import planted_tables
 
 K = 100
 
 
 def spec_of(planted, features: str) -> FeatureSpec:
-    train, test, items = (planted.tables[t] for t in ("train_interactions", "test_interactions", "item_vocab"))
-    num_users = int(planted.tables["user_vocab"]["user_index"].max()) + 1
+    train, test, items = (planted.tables[t.name] for t in (T.TRAIN_INTERACTIONS, T.TEST_INTERACTIONS, T.ITEM_VOCAB))
+    num_users = int(planted.tables[T.USER_VOCAB.name]["user_index"].max()) + 1
     num_items = int(items["item_index"].max()) + 1
     if features == "ids":
         return FeatureSpec("ids", num_users, num_items)
     sizes = {}
     for n in USER_SINGLE + ITEM_SINGLE:
-        sizes[n] = int(max(train[f"{n}_index"].max(), test[f"{n}_index"].max())) + 1
+        sizes[n] = int(max(train[index_column(n)].max(), test[index_column(n)].max())) + 1
     for n in USER_MULTI + ITEM_MULTI:
-        sizes[n] = int(max(train[f"{n}_ids"].max(), test[f"{n}_ids"].max())) + 1
-    return FeatureSpec("all", num_users, num_items, sizes, train["user_categories_ids"].shape[1],
-                       train["item_intention_ids"].shape[1])
+        sizes[n] = int(max(train[ids_column(n)].max(), test[ids_column(n)].max())) + 1
+    return FeatureSpec("all", num_users, num_items, sizes, train[ids_column(USER_MULTI[0])].shape[1],
+                       train[ids_column(ITEM_MULTI[0])].shape[1])
 
 
 def timed(fn):
@@ -74,7 +77,7 @@ def main(argv=None) -> None:
                              test_clicks_per_user=args.test_per_user, cold_users=0, cold_items=0, seed=1)
     spec = spec_of(planted, args.features)
     tc = TrainConf(embedding_dim=args.dim, features=args.features, learning_rate=0.1, hidden_units=(64,))
-    train = planted.tables["train_interactions"]
+    train = planted.tables[T.TRAIN_INTERACTIONS.name]
     counts = np.bincount(train["item_index"], minlength=spec.num_items)
     model = build_model(spec, tc, item_probabilities(counts))
     cols = spec.training_columns()
@@ -82,11 +85,11 @@ def main(argv=None) -> None:
                 .repeat().batch(1024))
     model.fit(train_ds, steps_per_epoch=args.train_steps, epochs=1, verbose=0)
 
-    test = planted.tables["test_interactions"]
+    test = planted.tables[T.TEST_INTERACTIONS.name]
     keys = {"query_key": test["user_id"], "item_id": test["item_id"], "item_index": test["item_index"],
             "is_cold_user": test["is_cold_user"].astype(np.int32), "is_cold_item": test["is_cold_item"].astype(np.int32)}
     batches = list(tf.data.Dataset.from_tensor_slices({**{c: test[c] for c in cols}, **keys}).batch(args.batch))
-    items = {c: planted.tables["item_vocab"][c] for c in spec.candidate_columns()}
+    items = {c: planted.tables[T.ITEM_VOCAB.name][c] for c in spec.candidate_columns()}
     n_rows = len(test["item_index"])
     print(f"{n_rows:,} test rows, {spec.num_items - 1:,} items, features={args.features}, dim {args.dim}, "
           f"batch {args.batch}, top-{K} accuracy")

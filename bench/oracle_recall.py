@@ -49,6 +49,7 @@ def main() -> None:
     from lakerec.aliccp.generator import generate
     from lakerec.aliccp.oracle import Oracle
     from lakerec.config import load_config, override
+    from lakerec.schema import tables as T
     from lakerec.spark import get_spark
     from lakerec.retrieval import metrics as M
     from lakerec.retrieval import train
@@ -65,7 +66,7 @@ def main() -> None:
     trained = train.run(spark, cfg)
     k = 100
     metrics = trained["evaluation"]["metrics"]["all"]
-    test = (spark.table(cfg.table("test_interactions"))
+    test = (spark.table(cfg.table(T.TEST_INTERACTIONS.name))
             .select(query_key_column(), "user_id", "item_id").where(F.col("user_id").isNotNull()).collect())
     query_keys = np.array([r.query_key for r in test])
     user_ids = np.array([r.user_id for r in test], dtype=np.int64)

@@ -72,6 +72,7 @@ def main(argv=None) -> None:
     import tensorflow as tf
 
     from lakerec.config import load_config, override
+    from lakerec.schema import tables as T
     from lakerec.spark import get_spark
     from lakerec.retrieval import data
     from lakerec.retrieval.features import build_spec
@@ -93,7 +94,7 @@ def main(argv=None) -> None:
     try:
         for features in args.features:
             spec, counted = build_spec(spark, features, tables)
-            probs = item_probabilities(item_train_counts(tables["train_interactions"], spec.num_items))
+            probs = item_probabilities(item_train_counts(tables[T.TRAIN_INTERACTIONS.name], spec.num_items))
             tc = override(cfg, train__features=features).train
             cols, lengths = spec.training_columns(), spec.array_lengths()
 
@@ -101,7 +102,7 @@ def main(argv=None) -> None:
                 tf.keras.utils.set_random_seed(1)
                 return build_model(spec, tc, probs)
 
-            with data.converted(spark, tables["train_interactions"], cfg, cols, lengths) as feed:
+            with data.converted(spark, tables[T.TRAIN_INTERACTIONS.name], cfg, cols, lengths) as feed:
                 petastorm = data.dataset_factory(feed, args.batch_size, shuffle_buffer=tc.shuffle_buffer,
                                                  workers=args.workers, seed=1)
                 rows = data.read_all(feed)

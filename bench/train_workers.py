@@ -55,6 +55,7 @@ def main(argv=None) -> None:
     import tensorflow as tf
 
     from lakerec.config import load_config, override
+    from lakerec.schema import tables as T
     from lakerec.spark import get_spark
     from lakerec.retrieval import train
     from tests.train_fixtures import write_planted_tables
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
     users = max(10, args.rows // 100)
     planted = write_planted_tables(spark, cfg, n_users=users, n_items=5_000, n_topics=50, clicks_per_user=100,
                                    test_clicks_per_user=1, cold_users=0, cold_items=0, seed=3)
-    rows = len(planted.tables["train_interactions"]["sample_id"])
+    rows = len(planted.tables[T.TRAIN_INTERACTIONS.name]["sample_id"])
     steps = -(-rows // args.batch_size)
     print(f"{os.cpu_count()} CPU cores, Spark {args.master}, TensorFlow {tf.__version__}, {rows:,} rows, "
           f"features={args.features}, global batch {args.batch_size}, {args.epochs} epochs x {steps} steps "

@@ -30,44 +30,33 @@ from typing import Any
 from pyspark.sql import DataFrame, Row, SparkSession
 
 from lakerec.config import Config, FilterConf
-from lakerec.errors import ConfigError, LakeRecError
+from lakerec.errors import LakeRecError
+from lakerec.schema import tables as T
+from lakerec.schema.fields import SPLITS
 from lakerec.sqlfiles import SQL_DIR, render, split_statements, sql_file
 from lakerec.tables import read_table, table_version, write_table
 
 log = logging.getLogger("lakerec.filter")
 
-LABELS = ("click", "conversion")
-SPLITS = ("train", "test")
-OUTPUT_TABLES = ("user_vocab", "item_vocab", "feature_vocab", "train_interactions", "test_interactions")
-RUNS_TABLE = "filter_runs"
+OUTPUT_TABLES = tuple(t.name for t in T.TRAINING_INPUTS)  # overwritten by every run
+RUNS_TABLE = T.FILTER_RUNS.name  # appended: one row per run
+UPSTREAM_TABLES = (T.SAMPLES, T.USER_CONTEXTS)
 ROW_COLUMNS = ("sample_id", "user_id", "item_id", "click", "conversion")
 
 # Views that later statements read several times (and k-core rebinds): computed once, then
 # held as a local checkpoint so that every reader sees the same rows and the plan stays short.
+# (user_vocab, item_vocab and feature_vocab are views here, named after the tables they become.)
 MATERIALIZED = frozenset({
-    "rows_after_items", "kept_rows", "user_vocab", "kept_items", "feature_vocab",
-    "positives", "featured", "user_histories", "item_vocab", "interactions",
+    "rows_after_items", "kept_rows", T.USER_VOCAB.name, "kept_items", T.FEATURE_VOCAB.name,
+    "positives", "featured", "user_histories", T.ITEM_VOCAB.name, "interactions",
 })
 
 _CREATE_VIEW = re.compile(
     r"^\s*(?:/\*.*?\*/\s*)*CREATE\s+OR\s+REPLACE\s+TEMP(?:ORARY)?\s+VIEW\s+(\w+)", re.IGNORECASE | re.DOTALL
 )
 
-STEPS_TYPE = (
-    "array<struct<round: int, step: string, threshold: int, rows_before: bigint, rows_after: bigint, "
-    "users_before: bigint, users_after: bigint, items_before: bigint, items_after: bigint>>"
-)
-RUNS_SCHEMA = (
-    "run_id string, started_at timestamp, duration_s double, "
-    "samples_version bigint, user_contexts_version bigint, "
-    "label string, min_item_count int, min_user_count int, kcore boolean, history_length int, "
-    "item_intention_length int, rounds int, "
-    "rows_in bigint, users_in bigint, items_in bigint, rows_out bigint, users_out bigint, items_out bigint, "
-    f"steps {STEPS_TYPE}, "
-    "train_positives bigint, test_rows bigint, test_positives bigint, "
-    "test_cold_user_rows bigint, test_cold_item_rows bigint, test_cold_rows bigint, "
-    "feature_vocab_sizes map<string,bigint>, output_versions map<string,bigint>"
-)
+STEPS_TYPE = T.STEPS_TYPE
+RUNS_SCHEMA = T.FILTER_RUNS.ddl
 
 
 class EmptyFilterError(LakeRecError):
@@ -146,22 +135,6 @@ class FilterSummary:
         return row
 
 
-def validate(conf: FilterConf) -> None:
-    """Refuse settings that cannot work, naming the flag or config key to change."""
-    for key, flag in (
-        ("min_item_count", "--min-item-count"),
-        ("min_user_count", "--min-user-count"),
-        ("history_length", None),
-        ("item_intention_length", None),
-    ):
-        value = getattr(conf, key)
-        if value < 1:
-            how = f"{flag} or filter.{key}" if flag else f"filter.{key}"
-            raise ConfigError(f"{how} must be a positive integer, got {value}")
-    if conf.label not in LABELS:
-        raise ConfigError(f"--label or filter.label must be one of {', '.join(LABELS)}, got {conf.label!r}")
-
-
 def run_sql(
     spark: SparkSession,
     cfg: Config,
@@ -233,7 +206,6 @@ def frequency_filter(spark: SparkSession, cfg: Config, rows: DataFrame | None = 
             counts of every step so far).
     """
     conf = cfg.filter
-    validate(conf)
     skip: frozenset[str] = frozenset()
     if rows is not None:
         bind_view(rows.select(*ROW_COLUMNS), "filter_rows")
@@ -287,10 +259,8 @@ def build_tables(spark: SparkSession, cfg: Config) -> tuple[dict[str, DataFrame]
     counts, feature_sizes = run_sql(spark, cfg, "05_tables.sql", params)
     interactions = spark.table("interactions")
     frames = {
-        "user_vocab": spark.table("user_vocab"),
-        "item_vocab": spark.table("item_vocab"),
-        "feature_vocab": spark.table("feature_vocab"),
-        **{f"{s}_interactions": interactions.where(interactions.split == s).drop("split") for s in SPLITS},
+        **{t.name: spark.table(t.name) for t in (T.USER_VOCAB, T.ITEM_VOCAB, T.FEATURE_VOCAB)},
+        **{T.INTERACTIONS[s].name: interactions.where(interactions.split == s).drop("split") for s in SPLITS},
     }
     return frames, counts[0], {r.feature: r.ids for r in feature_sizes}
 
@@ -318,25 +288,26 @@ def run(spark: SparkSession, cfg: Config) -> FilterSummary:
 
     Raises:
         MissingTableError: `samples` or `user_contexts` is missing (run `python -m lakerec.jobs.ingest`).
-        ConfigError: a threshold is not positive, or the label is unknown.
         EmptyFilterError: the thresholds keep nothing, or no kept row is a positive.
+
+    A threshold out of range or an unknown label is refused earlier, when the config is built.
     """
     conf = cfg.filter
-    validate(conf)
     started, t0 = datetime.now(timezone.utc).replace(tzinfo=None), time.monotonic()
-    for upstream in ("samples", "user_contexts"):
-        read_table(spark, cfg.table(upstream), job="ingest")
-    versions = {t: table_version(spark, cfg.table(t)) for t in ("samples", "user_contexts")}
+    for upstream in UPSTREAM_TABLES:
+        read_table(spark, cfg.table(upstream.name))  # a missing one names the job that writes it
+    versions = {t.name: table_version(spark, cfg.table(t.name)) for t in UPSTREAM_TABLES}
+    samples = T.SAMPLES.name
     log.info(
         "filtering %s (version %d): min_item_count=%d min_user_count=%d label=%s kcore=%s",
-        cfg.table("samples"), versions["samples"], conf.min_item_count, conf.min_user_count, conf.label, conf.kcore,
+        cfg.table(samples), versions[samples], conf.min_item_count, conf.min_user_count, conf.label, conf.kcore,
     )
     try:
         result = frequency_filter(spark, cfg)
         frames, c, feature_sizes = build_tables(spark, cfg)
         output_versions = {}
         for name in OUTPUT_TABLES:
-            write_table(frames[name], cfg.table(name))
+            write_table(frames[name], cfg.table(name), T.table(name).partitioned_by)
             output_versions[name] = table_version(spark, cfg.table(name))
     finally:
         for view in temp_views():
@@ -347,8 +318,8 @@ def run(spark: SparkSession, cfg: Config) -> FilterSummary:
         run_id=uuid.uuid4().hex,
         started_at=started,
         duration_s=round(time.monotonic() - t0, 3),
-        samples_version=versions["samples"],
-        user_contexts_version=versions["user_contexts"],
+        samples_version=versions[T.SAMPLES.name],
+        user_contexts_version=versions[T.USER_CONTEXTS.name],
         label=conf.label,
         min_item_count=conf.min_item_count,
         min_user_count=conf.min_user_count,

@@ -23,22 +23,18 @@ from pyspark.sql import functions as F
 
 from lakerec.aliccp import parse
 from lakerec.aliccp import reasons as R
-from lakerec.aliccp.fields import COMMON, SKELETON, fields_of
 from lakerec.config import Config
 from lakerec.errors import InputDataError
+from lakerec.schema import tables as T
+from lakerec.schema.fields import COMMON, FILE_NAMES, SKELETON, SPLITS, raw_file_name
 from lakerec.sqlfiles import run_statements, sql_file
 from lakerec.tables import rows_written_by_last_commit, write_table
 
 log = logging.getLogger("lakerec.ingest")
 
-SPLITS = ("train", "test")
-FILE_NAMES = {SKELETON: "sample_skeleton_{split}.csv", COMMON: "common_features_{split}.csv"}
-USER_SINGLE_COLUMNS = [f.name for f in fields_of(COMMON) if not f.multi]
+USER_SINGLE_COLUMNS = [c.name for c in T.user_single_columns()]  # copied from user_contexts into samples
 
-REPORT_SCHEMA = (
-    "split string, file string, path string, lines_read bigint, rows_written bigint, rows_quarantined bigint, "
-    "features_written bigint, quarantined_by_reason map<string,bigint>, duration_s double, ingested_at timestamp"
-)
+REPORT_SCHEMA = T.INGEST_REPORT.ddl
 
 
 @dataclass
@@ -63,7 +59,7 @@ class ReconcileError(RuntimeError):
 
 
 def raw_path(raw: str, split: str, file: str) -> str:
-    return f"{raw.rstrip('/')}/{FILE_NAMES[file].format(split=split)}"
+    return f"{raw.rstrip('/')}/{raw_file_name(file, split)}"
 
 
 def read_lines(spark: SparkSession, path: str) -> DataFrame:
@@ -149,9 +145,10 @@ def _tally(parsed: DataFrame) -> dict[str, tuple[int, int, dict[str, int]]]:
     return out
 
 
-def _write_checked(df: DataFrame, name: str, partition_by: tuple[str, ...], where: str, expected: int) -> None:
-    """Write, then check the rows Delta says it committed against what the data holds."""
-    write_table(df, name, partition_by, where)
+def _write_checked(df: DataFrame, cfg: Config, table: T.Table, where: str, expected: int) -> None:
+    """Write (partitioned as the registry says), then check the rows Delta committed against what the data holds."""
+    name = cfg.table(table.name)
+    write_table(df, name, table.partitioned_by, where)
     written = rows_written_by_last_commit(df.sparkSession, name)
     if written != expected:
         raise ReconcileError(f"{name}: Delta committed {written} rows, expected {expected}")
@@ -190,10 +187,10 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
     common = check_common_keys(parse.parse_common(numbered.withColumn("split", _split_of(F.col("path")))))
     common = common.persist(StorageLevel.MEMORY_AND_DISK)
     common_tally = _tally(common)
-    _write_checked(parse.to_user_contexts(common), cfg.table("user_contexts"), ("split",), where,
+    _write_checked(parse.to_user_contexts(common), cfg, T.USER_CONTEXTS, where,
                    sum(t[0] for t in common_tally.values()))
-    _write_checked(parse.explode_features(common, "common_feature_index"), cfg.table("common_features"),
-                   ("split", "field"), where, sum(t[1] for t in common_tally.values()))
+    _write_checked(parse.explode_features(common, "common_feature_index"), cfg, T.COMMON_FEATURES,
+                   where, sum(t[1] for t in common_tally.values()))
     common_seconds = time.monotonic() - t0
 
     # Skeleton: the impressions, checked against the common keys just written.
@@ -201,18 +198,18 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
     numbered, skeleton_lines = parse.with_line_numbers(spark, spark.read.text(paths[SKELETON]))
     lines_per_file.update(skeleton_lines)
     user_fields = (
-        spark.table(cfg.table("user_contexts")).where(where).select("split", "common_feature_index", *USER_SINGLE_COLUMNS)
+        spark.table(cfg.table(T.USER_CONTEXTS.name)).where(where).select("split", "common_feature_index", *USER_SINGLE_COLUMNS)
     )
     skeleton = check_skeleton_keys(
         parse.parse_skeleton(numbered.withColumn("split", _split_of(F.col("path")))), user_fields
     ).persist(StorageLevel.MEMORY_AND_DISK)
     skeleton_tally = _tally(skeleton)
-    _write_checked(to_samples(skeleton), cfg.table("samples"), ("split",), where,
+    _write_checked(to_samples(skeleton), cfg, T.SAMPLES, where,
                    sum(t[0] for t in skeleton_tally.values()))
-    _write_checked(parse.explode_features(skeleton, "sample_id"), cfg.table("skeleton_features"), ("split", "field"),
+    _write_checked(parse.explode_features(skeleton, "sample_id"), cfg, T.SKELETON_FEATURES,
                    where, sum(t[1] for t in skeleton_tally.values()))
     quarantine = parse.to_quarantine(common, COMMON).unionByName(parse.to_quarantine(skeleton, SKELETON))
-    _write_checked(quarantine, cfg.table("quarantine"), ("split",), where,
+    _write_checked(quarantine, cfg, T.QUARANTINE, where,
                    sum(sum(t[2].values()) for tally in (common_tally, skeleton_tally) for t in tally.values()))
     common.unpersist()
     skeleton.unpersist()
@@ -244,7 +241,7 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
         ],
         REPORT_SCHEMA,
     )
-    write_table(report_df, cfg.table("ingest_report"), (), where)
+    write_table(report_df, cfg.table(T.INGEST_REPORT.name), T.INGEST_REPORT.partitioned_by, where)
     return reports
 
 

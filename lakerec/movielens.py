@@ -31,6 +31,8 @@ from pyspark.sql import functions as F
 
 from lakerec.config import Config
 from lakerec.errors import ConfigError, InputDataError
+from lakerec.schema import tables as T
+from lakerec.schema.fields import CANDIDATE, QUERY, side_features
 from lakerec.tables import write_table
 
 log = logging.getLogger("lakerec.movielens")
@@ -40,12 +42,8 @@ SPLIT_PROPERTY = "lakerec.split"
 SEPARATORS = {"::": "1M (ratings.dat)", "\t": "100K (u.data)"}
 DOWNLOAD_HINT = "download ml-100k.zip or ml-1m.zip from https://grouplens.org/datasets/movielens/ and unzip it"
 
-USER_SINGLE = (
-    "user_profile", "user_group", "user_gender", "user_age", "user_consumption",
-    "user_consumption_2", "user_is_occupied", "user_geography",
-)
-USER_MULTI = ("user_categories", "user_shops", "user_brands", "user_intentions")
-FEATURE_VOCAB_SCHEMA = "feature string, raw_id bigint, index int, impressions bigint"
+FEATURE_VOCAB_SCHEMA = T.FEATURE_VOCAB.ddl
+INTERACTION_TABLES = tuple(t.name for t in T.INTERACTIONS.values())
 
 
 @dataclass(frozen=True)
@@ -139,14 +137,23 @@ def _zeros(length: int, dtype: str):
     return F.array_repeat(F.lit(0).cast(dtype), length)
 
 
+def _zero_features(tower: str, length: int) -> list:
+    """A tower's side-feature columns (lakerec.schema.fields), all 0: indices, then 0-arrays of `length`.
+
+    Ali-CCP's side features have no MovieLens counterpart; the tables still carry their
+    columns, so the filter's schema (and the model code) holds unchanged.
+    """
+    cols = []
+    for f in side_features(tower):
+        if f.multi:
+            cols += [_zeros(length, "int").alias(f.ids_column), _zeros(length, "float").alias(f.weights_column)]
+        else:
+            cols.append(F.lit(0).cast("int").alias(f.index_column))
+    return cols
+
+
 def _item_side(intention_length: int) -> list:
-    return [
-        F.lit(0).cast("int").alias("item_category_index"),
-        F.lit(0).cast("int").alias("item_shop_index"),
-        F.lit(0).cast("int").alias("item_brand_index"),
-        _zeros(intention_length, "int").alias("item_intention_ids"),
-        _zeros(intention_length, "float").alias("item_intention_weights"),
-    ]
+    return _zero_features(CANDIDATE, intention_length)
 
 
 def interactions(rows: DataFrame, user_vocab: DataFrame, item_vocab: DataFrame, history_length: int,
@@ -162,10 +169,7 @@ def interactions(rows: DataFrame, user_vocab: DataFrame, item_vocab: DataFrame, 
         F.col("user_index").isNull().alias("is_cold_user"),
         F.col("item_index").isNull().alias("is_cold_item"),
     ]
-    cols += [F.lit(0).cast("int").alias(f"{n}_index") for n in USER_SINGLE]
-    for n in USER_MULTI:
-        cols += [_zeros(history_length, "int").alias(f"{n}_ids"), _zeros(history_length, "float").alias(f"{n}_weights")]
-    return joined.select(*cols, *_item_side(intention_length))
+    return joined.select(*cols, *_zero_features(QUERY, history_length), *_item_side(intention_length))
 
 
 def build_tables(spark: SparkSession, train: DataFrame, test: DataFrame, history_length: int,
@@ -174,11 +178,11 @@ def build_tables(spark: SparkSession, train: DataFrame, test: DataFrame, history
     user_vocab = _vocab(train, "user_id", "user_index")
     item_vocab = _vocab(train, "item_id", "item_index").select("*", *_item_side(intention_length))
     return {
-        "user_vocab": user_vocab,
-        "item_vocab": item_vocab,
-        "feature_vocab": spark.createDataFrame([], FEATURE_VOCAB_SCHEMA),
-        "train_interactions": interactions(train, user_vocab, item_vocab, history_length, intention_length),
-        "test_interactions": interactions(test, user_vocab, item_vocab, history_length, intention_length),
+        T.USER_VOCAB.name: user_vocab,
+        T.ITEM_VOCAB.name: item_vocab,
+        T.FEATURE_VOCAB.name: spark.createDataFrame([], FEATURE_VOCAB_SCHEMA),
+        T.TRAIN_INTERACTIONS.name: interactions(train, user_vocab, item_vocab, history_length, intention_length),
+        T.TEST_INTERACTIONS.name: interactions(test, user_vocab, item_vocab, history_length, intention_length),
     }
 
 
@@ -199,23 +203,23 @@ def load(spark: SparkSession, cfg: Config, ratings_path: str | Path, split: str 
 
     def write(name: str) -> None:
         write_table(tables[name], cfg.table(name))
-        if name.endswith("_interactions"):  # the split travels with the table
+        if name in INTERACTION_TABLES:  # the split travels with the table
             spark.sql(f"ALTER TABLE {cfg.table(name)} SET TBLPROPERTIES ('{SPLIT_PROPERTY}' = '{tag}')")
 
     # Five independent writes of small tables: Spark runs them side by side.
     with ThreadPoolExecutor(max_workers=len(tables)) as pool:
         list(pool.map(write, tables))
     ratings.unpersist()
-    counts = spark.table(cfg.table("test_interactions")).agg(
+    counts = spark.table(cfg.table(T.TEST_INTERACTIONS.name)).agg(
         F.count(F.lit(1)).alias("rows"),
         F.sum(F.when(F.col("is_cold_user") | F.col("is_cold_item"), 1).otherwise(0)).alias("cold"),
     ).first()
     return LoadSummary(
         ratings=n,
-        train=spark.table(cfg.table("train_interactions")).count(),
+        train=spark.table(cfg.table(T.TRAIN_INTERACTIONS.name)).count(),
         test=int(counts["rows"]),
-        users=spark.table(cfg.table("user_vocab")).count(),
-        items=spark.table(cfg.table("item_vocab")).count(),
+        users=spark.table(cfg.table(T.USER_VOCAB.name)).count(),
+        items=spark.table(cfg.table(T.ITEM_VOCAB.name)).count(),
         cold_test_rows=int(counts["cold"] or 0),
         split=tag,
         database=cfg.database,

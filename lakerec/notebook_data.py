@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from lakerec.config import Config
 from lakerec.errors import LakeRecError
+from lakerec.schema import tables as T
 
 # The same logger as lakerec.notebook's: a notebook's messages keep one name.
 log = logging.getLogger("lakerec.notebook")
@@ -221,7 +222,7 @@ def pick_user(spark, cfg: Config, user_id: str | int | None) -> int:
     from lakerec.sqlfiles import render
     from lakerec.tables import read_table
 
-    vocab = read_table(spark, cfg.table("user_vocab"), job="filter")
+    vocab = read_table(spark, cfg.table(T.USER_VOCAB.name), job="filter")
     if user_id not in (None, ""):
         try:
             uid = int(user_id)
@@ -229,11 +230,11 @@ def pick_user(spark, cfg: Config, user_id: str | int | None) -> int:
             raise LakeRecError(f"user_id must be a number, got {user_id!r}") from None
         if vocab.where(f"user_id = {uid}").limit(1).count() == 0:
             some = [r.user_id for r in vocab.orderBy("user_id").limit(5).collect()]
-            raise LakeRecError(f"user {uid} is not in {cfg.table('user_vocab')}; try one of {some}")
+            raise LakeRecError(f"user {uid} is not in {cfg.table(T.USER_VOCAB.name)}; try one of {some}")
         return uid
     row = spark.sql(render(MOST_ACTIVE_USER_SQL, cfg)).first()
     if row is None:
-        raise LakeRecError(f"{cfg.table('train_interactions')} is empty: run the filter job first")
+        raise LakeRecError(f"{cfg.table(T.TRAIN_INTERACTIONS.name)} is empty: run the filter job first")
     return int(row.user_id)
 
 
@@ -257,7 +258,7 @@ def _recommendations_cover(spark, cfg: Config, run_id: str, user_id: int, k: int
     """Whether the `recommendations` table holds at least the top k of this run for the user."""
     from lakerec.tables import table_exists
 
-    name = cfg.table("recommendations")
+    name = cfg.table(T.RECOMMENDATIONS.name)
     if not table_exists(spark, name):
         return False
     row = spark.sql(

@@ -10,21 +10,23 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 
 from lakerec.errors import MissingTableError
+from lakerec.schema import tables as T
 
 
 def table_exists(spark: SparkSession, name: str) -> bool:
     return spark.catalog.tableExists(name)
 
 
-def read_table(spark: SparkSession, name: str, job: str) -> DataFrame:
+def read_table(spark: SparkSession, name: str, job: str | None = None) -> DataFrame:
     """Read a registered table, or say which job writes it.
 
     Args:
         name: fully qualified name (`aliccp.samples`).
-        job: the job that writes it, named in the error (`ingest`).
+        job: the job named in the error; default: the one the table registry
+            (lakerec.schema.tables) says writes it, so a reader need not know.
     """
     if not table_exists(spark, name):
-        raise MissingTableError(name, job)
+        raise MissingTableError(name, job or T.table(name.rsplit(".", 1)[-1]).job)
     return spark.table(name)
 
 

@@ -10,8 +10,9 @@ generating and ingesting raw files:
     write_user_contexts(spark, cfg, contexts_from_samples(rows, user_categories={10: [(7, 1.1)]}))
 
 or both at once with `write_ingest_tables(spark, cfg, rows, histories={...})`. Column order
-and types follow the ingest job (lakerec/aliccp/fields.py order); a weighted array is given
-as a list of `(id, weight)` pairs or of bare ids (weight 1.0).
+and types are the table registry's (lakerec/schema/tables.py, which the ingest job's output
+is checked against); a weighted array is given as a list of `(id, weight)` pairs or of bare
+ids (weight 1.0).
 """
 
 from __future__ import annotations
@@ -20,50 +21,32 @@ from typing import Any, Iterable, Mapping
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import (
-    ArrayType, DoubleType, IntegerType, LongType, StringType, StructField, StructType,
+    ArrayType, BooleanType, DataType, DoubleType, FloatType, IntegerType, LongType, StringType, StructField,
+    StructType,
 )
 
-from lakerec.aliccp.fields import COMMON, SKELETON, fields_of
 from lakerec.config import Config
+from lakerec.schema import tables as T
+from lakerec.schema.fields import COMMON, select
 from lakerec.tables import write_table
 
 WEIGHTED_IDS = ArrayType(StructType([StructField("id", LongType()), StructField("weight", DoubleType())]))
+_TYPES: dict[str, DataType] = {
+    "string": StringType(), "bigint": LongType(), "int": IntegerType(), "double": DoubleType(),
+    "float": FloatType(), "boolean": BooleanType(), T.WEIGHTED_IDS: WEIGHTED_IDS,
+}
 
-USER_SINGLE = tuple(f.name for f in fields_of(COMMON) if not f.multi)  # user_id, user_profile, ...
-USER_HISTORY = tuple(f.name for f in fields_of(COMMON) if f.multi)  # user_categories, ...
-
-
-def _field_columns(file: str) -> list[StructField]:
-    out = []
-    for f in fields_of(file):
-        if f.multi:
-            out.append(StructField(f.name, WEIGHTED_IDS))
-        else:
-            out.append(StructField(f.name, LongType()))
-            if f.weighted:
-                out.append(StructField(f"{f.name}_weight", DoubleType()))
-    return out
+USER_SINGLE = tuple(f.name for f in select(file=COMMON, multi=False))  # user_id, user_profile, ...
+USER_HISTORY = tuple(f.name for f in select(file=COMMON, multi=True))  # user_categories, ...
 
 
-SAMPLES_SCHEMA = StructType(
-    [
-        StructField("split", StringType()),
-        StructField("sample_id", LongType()),
-        StructField("click", IntegerType()),
-        StructField("conversion", IntegerType()),
-        StructField("common_feature_index", StringType()),
-        *[StructField(name, LongType()) for name in USER_SINGLE],
-        *_field_columns(SKELETON),
-    ]
-)
+def struct_of(table: T.Table) -> StructType:
+    """The registry's schema of a table whose columns are plain or weighted-id types, as a StructType."""
+    return StructType([StructField(c.name, _TYPES[c.type]) for c in table.columns])
 
-USER_CONTEXTS_SCHEMA = StructType(
-    [
-        StructField("split", StringType()),
-        StructField("common_feature_index", StringType()),
-        *_field_columns(COMMON),
-    ]
-)
+
+SAMPLES_SCHEMA = struct_of(T.SAMPLES)
+USER_CONTEXTS_SCHEMA = struct_of(T.USER_CONTEXTS)
 
 _ARRAYS = {f.name for f in SAMPLES_SCHEMA.fields + USER_CONTEXTS_SCHEMA.fields if isinstance(f.dataType, ArrayType)}
 
@@ -125,14 +108,14 @@ def user_contexts_frame(spark: SparkSession, rows: Iterable[Mapping[str, Any]]) 
 def write_samples(spark: SparkSession, cfg: Config, rows: Iterable[Mapping[str, Any]]) -> DataFrame:
     """Write (overwrite) `<cfg.database>.samples`, partitioned by split like the ingest job."""
     df = samples_frame(spark, list(rows))
-    write_table(df, cfg.table("samples"), ("split",))
+    write_table(df, cfg.table(T.SAMPLES.name), T.SAMPLES.partitioned_by)
     return df
 
 
 def write_user_contexts(spark: SparkSession, cfg: Config, rows: Iterable[Mapping[str, Any]]) -> DataFrame:
     """Write (overwrite) `<cfg.database>.user_contexts`, partitioned by split."""
     df = user_contexts_frame(spark, list(rows))
-    write_table(df, cfg.table("user_contexts"), ("split",))
+    write_table(df, cfg.table(T.USER_CONTEXTS.name), T.USER_CONTEXTS.partitioned_by)
     return df
 
 

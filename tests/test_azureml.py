@@ -228,7 +228,7 @@ def test_runner_attaches_every_documented_table():
             cell = line.split("|")[1]
             if "(view)" not in cell:
                 documented |= set(re.findall(r"`(\w+)`", cell))
-    assert documented == set(run.LAKE_TABLES)
+    assert documented == set(run.lake_tables())
 
 
 def test_runner_points_mlflow_at_the_workspace():

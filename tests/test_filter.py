@@ -118,7 +118,7 @@ def test_no_train_rows_says_to_ingest_the_train_split(spark, cfg):
 )
 def test_bad_settings_are_refused(base_cfg, values, message):
     with pytest.raises(ConfigError, match=message):
-        filtering.validate(with_filter(base_cfg, **values).filter)
+        with_filter(base_cfg, **values)
 
 
 def test_cli_refuses_a_non_positive_threshold_before_starting_spark(capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from chispa import assert_df_equality
-from pyspark.sql import Row
 
 from lakerec import ingest
 from lakerec.aliccp import parse

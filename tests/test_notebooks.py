@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from lakerec import notebook_runner as notebook
-from lakerec.aliccp.fields import FEATURE_SEP, FIELD_SEP, VALUE_SEP
+from lakerec.schema.fields import FEATURE_SEP, FIELD_SEP, VALUE_SEP
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"

@@ -20,34 +20,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-USER_SINGLE = (
-    "user_profile", "user_group", "user_gender", "user_age", "user_consumption",
-    "user_consumption_2", "user_is_occupied", "user_geography",
-)
-USER_MULTI = ("user_categories", "user_shops", "user_brands", "user_intentions")
+from lakerec.schema import tables as T
+from lakerec.schema.fields import CANDIDATE, QUERY, ids_column, index_column, side_features, weights_column
 
-VOCAB_USER_SCHEMA = "user_id bigint, user_index int, impressions bigint, clicks bigint, conversions bigint"
-VOCAB_ITEM_SCHEMA = (
-    "item_id bigint, item_index int, impressions bigint, clicks bigint, conversions bigint, "
-    "item_category_index int, item_shop_index int, item_brand_index int, "
-    "item_intention_ids array<int>, item_intention_weights array<float>"
-)
-FEATURE_VOCAB_SCHEMA = "feature string, raw_id bigint, index int, impressions bigint"
-INTERACTIONS_SCHEMA = (
-    "sample_id bigint, user_id bigint, item_id bigint, user_index int, item_index int, "
-    "is_cold_user boolean, is_cold_item boolean, "
-    + ", ".join(f"{f}_index int" for f in USER_SINGLE) + ", "
-    + ", ".join(f"{f}_ids array<int>, {f}_weights array<float>" for f in USER_MULTI) + ", "
-    "item_category_index int, item_shop_index int, item_brand_index int, "
-    "item_intention_ids array<int>, item_intention_weights array<float>"
-)
-SCHEMAS = {
-    "user_vocab": VOCAB_USER_SCHEMA,
-    "item_vocab": VOCAB_ITEM_SCHEMA,
-    "feature_vocab": FEATURE_VOCAB_SCHEMA,
-    "train_interactions": INTERACTIONS_SCHEMA,
-    "test_interactions": INTERACTIONS_SCHEMA,
-}
+# The towers' side features, as the field registry tags them (lakerec.retrieval.features reads the same).
+USER_SINGLE = tuple(f.name for f in side_features(QUERY, multi=False))
+USER_MULTI = tuple(f.name for f in side_features(QUERY, multi=True))
+ITEM_SINGLE = tuple(f.name for f in side_features(CANDIDATE, multi=False))
+ITEM_MULTI = tuple(f.name for f in side_features(CANDIDATE, multi=True))
+
+# The five tables, in the schemas of the table registry (the filter's output is checked against it).
+SCHEMAS = {t.name: t.ddl for t in T.TRAINING_INPUTS}
+VOCAB_USER_SCHEMA = T.USER_VOCAB.ddl
+VOCAB_ITEM_SCHEMA = T.ITEM_VOCAB.ddl
+FEATURE_VOCAB_SCHEMA = T.FEATURE_VOCAB.ddl
+INTERACTIONS_SCHEMA = T.TRAIN_INTERACTIONS.ddl
 
 
 def columns_of(schema: str) -> list[str]:
@@ -77,19 +64,19 @@ class Planted:
 
     @property
     def train(self) -> list[tuple]:
-        return self.rows("train_interactions")
+        return self.rows(T.TRAIN_INTERACTIONS.name)
 
     @property
     def test(self) -> list[tuple]:
-        return self.rows("test_interactions")
+        return self.rows(T.TEST_INTERACTIONS.name)
 
     @property
     def user_vocab(self) -> list[tuple]:
-        return self.rows("user_vocab")
+        return self.rows(T.USER_VOCAB.name)
 
     @property
     def item_vocab(self) -> list[tuple]:
-        return self.rows("item_vocab")
+        return self.rows(T.ITEM_VOCAB.name)
 
 
 def _py(v):
@@ -154,24 +141,24 @@ def planted_tables(
     def item_features(j: np.ndarray) -> dict[str, np.ndarray]:
         t = item_topic_arr[j]
         ids = np.stack([1 + t * 4 + (j % 4), 1 + t * 4 + ((j + 1) % 4)], axis=1)
-        i_ids, i_w = padded(ids, np.ones(ids.shape, np.float32), intention_length)
-        return {
-            "item_category_index": (1 + t).astype(np.int32),
-            "item_shop_index": (1 + t * 3 + j % 3).astype(np.int32),
-            "item_brand_index": (1 + t * 2 + j % 2).astype(np.int32),
-            "item_intention_ids": i_ids, "item_intention_weights": i_w,
-        }
+        out = {}
+        for name, value in zip(ITEM_SINGLE, (1 + t, 1 + t * 3 + j % 3, 1 + t * 2 + j % 2), strict=True):
+            out[index_column(name)] = value.astype(np.int32)
+        for name in ITEM_MULTI:
+            out[ids_column(name)], out[weights_column(name)] = padded(ids, np.ones(ids.shape, np.float32),
+                                                                      intention_length)
+        return out
 
     def user_features(u: np.ndarray) -> dict[str, np.ndarray]:
         t = user_topic_arr[u]
         out = {}
         for name, value in zip(USER_SINGLE, (1 + t, 1 + u % 3, 1 + u % 2, 1 + u % 5, 1 + u % 4, 1 + u % 4,
-                                              1 + u % 2, 1 + u % 5)):
-            out[f"{name}_index"] = value.astype(np.int32)
-        for name, per_topic in zip(USER_MULTI, (1, 3, 2, 4)):
+                                              1 + u % 2, 1 + u % 5), strict=True):
+            out[index_column(name)] = value.astype(np.int32)
+        for name, per_topic in zip(USER_MULTI, (1, 3, 2, 4), strict=True):
             ids = 1 + t[:, None] * per_topic + np.arange(per_topic)[None, :]
             w = np.broadcast_to(np.log1p(5 - np.arange(per_topic, dtype=np.float32)), ids.shape)
-            out[f"{name}_ids"], out[f"{name}_weights"] = padded(ids, w, history_length)
+            out[ids_column(name)], out[weights_column(name)] = padded(ids, w, history_length)
         return out
 
     def interactions(u: np.ndarray, j: np.ndarray, first_id: int) -> dict[str, np.ndarray]:
@@ -202,10 +189,12 @@ def planted_tables(
     item_vocab = {"item_id": item_ids[:n_items], "item_index": (warm_j + 1).astype(np.int32),
                   "impressions": item_clicks * 10, "clicks": item_clicks, "conversions": item_clicks // 10,
                   **item_features(warm_j)}
-    sizes = [(f, 8) for f in USER_SINGLE] + [
-        ("user_categories", n_topics), ("user_shops", 3 * n_topics), ("user_brands", 2 * n_topics),
-        ("user_intentions", 4 * n_topics), ("item_category", n_topics), ("item_shop", 3 * n_topics),
-        ("item_brand", 2 * n_topics), ("item_intention", 4 * n_topics)]
+    sizes = (  # ids per side feature (feature_vocab rows)
+        [(f, 8) for f in USER_SINGLE]
+        + list(zip(USER_MULTI, (n_topics, 3 * n_topics, 2 * n_topics, 4 * n_topics), strict=True))
+        + list(zip(ITEM_SINGLE, (n_topics, 3 * n_topics, 2 * n_topics), strict=True))
+        + list(zip(ITEM_MULTI, (4 * n_topics,), strict=True))
+    )
     feature_vocab = {
         "feature": np.array([f for f, n in sizes for _ in range(n)], dtype=object),
         "raw_id": np.array([900_000 + 100 * i for _, n in sizes for i in range(1, n + 1)], dtype=np.int64),
@@ -213,11 +202,11 @@ def planted_tables(
         "impressions": np.array([10 * (n - i + 1) for _, n in sizes for i in range(1, n + 1)], dtype=np.int64),
     }
     tables = {
-        "user_vocab": user_vocab,
-        "item_vocab": item_vocab,
-        "feature_vocab": feature_vocab,
-        "train_interactions": interactions(train_u, train_j, 1),
-        "test_interactions": interactions(test_u, test_j, 1 + train_u.size),
+        T.USER_VOCAB.name: user_vocab,
+        T.ITEM_VOCAB.name: item_vocab,
+        T.FEATURE_VOCAB.name: feature_vocab,
+        T.TRAIN_INTERACTIONS.name: interactions(train_u, train_j, 1),
+        T.TEST_INTERACTIONS.name: interactions(test_u, test_j, 1 + train_u.size),
     }
     return Planted(
         tables,

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from lakerec.errors import InputDataError
+from lakerec.schema.fields import SPLITS
 
 NPZ_NAME = "oracle.npz"
 JSON_NAME = "oracle.json"
-SPLITS = ("train", "test")
 
 # Arrays the npz holds (raw ids are int64; index i of every item_* array is one item).
 ARRAYS = (

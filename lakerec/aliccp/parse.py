@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakerec.aliccp import reasons as R
-from lakerec.aliccp.fields import (
+from lakerec.schema.fields import (
     COMMON, COMMON_COLUMNS, FEATURE_SEP, FIELD_SEP, SKELETON, SKELETON_COLUMNS, VALUE_SEP, Field, fields_of,
 )
 
@@ -152,8 +152,8 @@ def _named(field: Field) -> list[Column]:
     # A single-valued field occurs at most once in a valid line: find it without a lambda.
     first = F.get("features", F.array_position(F.col("features.field"), field.code).cast("int") - 1)
     out = [first.feature_id.alias(field.name)]
-    if field.weighted:
-        out.append(first.value.alias(f"{field.name}_weight"))
+    if field.weight_column:
+        out.append(first.value.alias(field.weight_column))
     return out
 
 
@@ -167,21 +167,6 @@ def to_user_contexts(parsed_common: DataFrame) -> DataFrame:
     return parsed_common.where(F.col("reason").isNull()).select(
         "split", "common_feature_index", *named_columns(COMMON)
     )
-
-
-def to_samples(parsed_skeleton: DataFrame, user_fields: DataFrame) -> DataFrame:
-    """Valid skeleton lines joined with their user's single-valued fields.
-
-    `user_fields` is `split, common_feature_index, user_id, user_profile, ...` (from
-    user_contexts); every valid skeleton line has exactly one match (the key was checked).
-    """
-    item = parsed_skeleton.where(F.col("reason").isNull()).select(
-        "split", "sample_id", "click", "conversion", "common_feature_index", *named_columns(SKELETON)
-    )
-    user_cols = [c for c in user_fields.columns if c not in ("split", "common_feature_index")]
-    joined = item.join(F.broadcast(user_fields), ["split", "common_feature_index"], "inner")
-    head = ["split", "sample_id", "click", "conversion", "common_feature_index"]
-    return joined.select(*head, *user_cols, *[c for c in item.columns if c not in head])
 
 
 def explode_features(parsed: DataFrame, key: str) -> DataFrame:

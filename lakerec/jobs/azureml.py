@@ -34,13 +34,14 @@ from pathlib import Path
 
 log = logging.getLogger("lakerec.azureml")
 
-# Every Delta table a stage writes (docs/tables.md); views are re-created by the stage that owns them.
-LAKE_TABLES = (
-    "skeleton_features", "common_features", "user_contexts", "samples", "quarantine", "ingest_report",
-    "user_vocab", "item_vocab", "feature_vocab", "train_interactions", "test_interactions", "filter_runs",
-    "recommendations",
-)
 JOBS = ("ingest", "filter", "train", "evaluate", "recommend")
+
+
+def lake_tables() -> tuple[str, ...]:
+    """Every Delta table a stage writes (lakerec.schema.tables); views are re-created by the stage that owns them."""
+    from lakerec.schema import tables as T
+
+    return tuple(t.name for t in T.stored())
 
 
 def split_args(argv: list[str]) -> tuple[str, bool, list[str]]:
@@ -92,15 +93,18 @@ def database_location(lake: str, database: str) -> str:
     return f"{lake.rstrip('/')}/warehouse/{database}.db"
 
 
-def attach_tables(spark, database: str, location: str, tables=LAKE_TABLES) -> list[str]:
+def attach_tables(spark, database: str, location: str, tables=None) -> list[str]:
     """Create `database` at `location` and register the Delta tables already stored under it.
+
+    Args:
+        tables: the names to look for (default: lake_tables()).
 
     Returns:
         The tables registered (or already known to the catalog).
     """
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} LOCATION '{location}'")
     found = []
-    for name in tables:
+    for name in lake_tables() if tables is None else tables:
         if spark.catalog.tableExists(f"{database}.{name}"):
             found.append(name)
             continue

@@ -12,6 +12,7 @@ import time
 from lakerec import cli
 from lakerec.config import Config, override
 from lakerec.spark import get_spark
+from lakerec.schema import tables as T
 
 log = logging.getLogger("lakerec.demo")
 
@@ -74,8 +75,8 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int) -> dic
     print(trained["table"])
     print("\nseconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     print(f"MLflow run {trained['run_id']}: mlflow ui --backend-store-uri {cfg.tracking_uri}")
-    print(f"query the lake: python -m lakerec.jobs.sql --lake {cfg.lake} \"SELECT * FROM {cfg.table('recommendations')} LIMIT 5\"")
-    return {"trained": trained, "recommendations": recs, "timings": timings}
+    print(f"query the lake: python -m lakerec.jobs.sql --lake {cfg.lake} \"SELECT * FROM {cfg.table(T.RECOMMENDATIONS.name)} LIMIT 5\"")
+    return {"trained": trained, "recommended": recs, "timings": timings}
 
 
 def main(argv: list[str] | None = None) -> None:

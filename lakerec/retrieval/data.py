@@ -32,6 +32,7 @@ import numpy as np
 from lakerec.config import Config
 from lakerec.errors import InputDataError
 from lakerec.tables import read_table
+from lakerec.schema import tables as T
 
 log = logging.getLogger("lakerec.train.data")
 # Petastorm logs every materialisation at INFO and small-file advice at WARNING.
@@ -43,7 +44,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyarrow(\.|$)
 
 DatasetFactory = Callable[[], ContextManager["object"]]
 PACKED_PREFIX = "packed_"  # no leading underscore: Petastorm rows are namedtuples
-INPUT_TABLES = ("user_vocab", "item_vocab", "feature_vocab", "train_interactions", "test_interactions")
+INPUT_TABLES = tuple(t.name for t in T.TRAINING_INPUTS)
 UPSTREAM_JOB = "filter"
 
 
@@ -292,7 +293,7 @@ def load_items(spark, cfg: Config, item_vocab, spec) -> dict[str, np.ndarray]:
     items = {k: v[order] for k, v in items.items()}
     if not np.array_equal(items["item_index"], np.arange(1, len(order) + 1)):
         raise InputDataError(
-            f"{cfg.table('item_vocab')}: item_index must run 1..N without gaps or repeats; "
+            f"{cfg.table(T.ITEM_VOCAB.name)}: item_index must run 1..N without gaps or repeats; "
             "rerun `python -m lakerec.jobs.filter`"
         )
     return items
@@ -360,12 +361,12 @@ def users_frame(tables: dict, spec):
     from pyspark.sql import functions as F
 
     cols = spec.serving_columns()
-    users = tables["user_vocab"].select("user_id")
+    users = tables[T.USER_VOCAB.name].select("user_id")
     feature_cols = [c for c in cols if c != "user_id"]
     if not feature_cols:
         return users
-    both = (tables["test_interactions"].select("user_id", "sample_id", *feature_cols).withColumn("_src", F.lit(1))
-            .unionByName(tables["train_interactions"].select("user_id", "sample_id", *feature_cols)
+    both = (tables[T.TEST_INTERACTIONS.name].select("user_id", "sample_id", *feature_cols).withColumn("_src", F.lit(1))
+            .unionByName(tables[T.TRAIN_INTERACTIONS.name].select("user_id", "sample_id", *feature_cols)
                          .withColumn("_src", F.lit(0))))
     w = Window.partitionBy("user_id").orderBy(F.col("_src").desc(), F.col("sample_id").desc())
     latest = both.withColumn("_n", F.row_number().over(w)).where("_n = 1").drop("_n", "_src", "sample_id")

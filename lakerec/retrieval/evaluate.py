@@ -17,6 +17,7 @@ from pathlib import Path
 from lakerec.config import Config
 from lakerec.errors import InputDataError
 from lakerec.retrieval import data, tracking
+from lakerec.schema import tables as T
 
 log = logging.getLogger("lakerec.evaluate")
 
@@ -47,14 +48,14 @@ def run(spark, cfg: Config, run_id: str | None = None, *, catalogue=None, tables
     tracking.configure(cfg)
     run_id = run_id or tracking.latest_training_run(cfg)
     module, spec = export.load_from_run(run_id)
-    tables = tables or data.read_inputs(spark, cfg, ("train_interactions", "test_interactions"))
+    tables = tables or data.read_inputs(spark, cfg, (T.TRAIN_INTERACTIONS.name, T.TEST_INTERACTIONS.name))
     item_ids = module.item_ids.numpy()
     if catalogue is None:
         catalogue = catalogue_ranks.Catalogue(
-            item_ids, data.item_train_counts(tables["train_interactions"], len(item_ids)))
-    test = tables["test_interactions"]
+            item_ids, data.item_train_counts(tables[T.TRAIN_INTERACTIONS.name], len(item_ids)))
+    test = tables[T.TEST_INTERACTIONS.name]
     if test.limit(1).count() == 0:
-        raise InputDataError(f"{cfg.table('test_interactions')} is empty: nothing to evaluate")
+        raise InputDataError(f"{cfg.table(T.TEST_INTERACTIONS.name)} is empty: nothing to evaluate")
     cols = spec.serving_columns()
     wanted = list(dict.fromkeys(RANKED_COLUMNS + cols))
     # A fixed row order (sorted, so Petastorm's files and row groups come in key order):

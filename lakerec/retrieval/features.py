@@ -2,39 +2,31 @@
 
 `FeatureSpec` is the one description of a model's inputs: the towers are built from it,
 the data feed selects its columns, and the export stores it (as JSON) so that serving
-code knows what to pass.
+code knows what to pass. The field lists are the field registry's side features, picked
+by tag (lakerec.schema.fields): a field tagged for a tower there reaches that tower.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import get_args
 
+from lakerec.config import field_type
 from lakerec.errors import ConfigError, InputDataError
-
-FEATURE_SETS = ("ids", "all")
-
-# Single-valued user fields: `<name>_index int` in the interactions tables.
-USER_SINGLE = (
-    "user_profile", "user_group", "user_gender", "user_age", "user_consumption",
-    "user_consumption_2", "user_is_occupied", "user_geography",
+from lakerec.schema import tables as T
+from lakerec.schema.fields import (  # noqa: F401 (the column helpers are re-exported to the towers)
+    CANDIDATE, QUERY, ids_column, index_column, side_features, weights_column,
 )
+
+FEATURE_SETS = get_args(field_type("train.features"))  # the config's choices: ids | all
+
+# Single-valued side features: `<name>_index int` in the interactions tables.
+USER_SINGLE = tuple(f.name for f in side_features(QUERY, multi=False))
 # Weighted multi-valued user history: `<name>_ids array<int>`, `<name>_weights array<float>`.
-USER_MULTI = ("user_categories", "user_shops", "user_brands", "user_intentions")
-ITEM_SINGLE = ("item_category", "item_shop", "item_brand")
-ITEM_MULTI = ("item_intention",)
-
-
-def index_column(name: str) -> str:
-    return f"{name}_index"
-
-
-def ids_column(name: str) -> str:
-    return f"{name}_ids"
-
-
-def weights_column(name: str) -> str:
-    return f"{name}_weights"
+USER_MULTI = tuple(f.name for f in side_features(QUERY, multi=True))
+ITEM_SINGLE = tuple(f.name for f in side_features(CANDIDATE, multi=False))
+ITEM_MULTI = tuple(f.name for f in side_features(CANDIDATE, multi=True))
 
 
 @dataclass(frozen=True)
@@ -138,18 +130,16 @@ def build_spec(spark, features: str, tables: dict) -> tuple[FeatureSpec, dict[st
     """
     from pyspark.sql import functions as F
 
-    if features not in FEATURE_SETS:
-        raise ConfigError(f"--features must be one of {', '.join(FEATURE_SETS)}, got {features!r}")
     side = features == "all"
     parts = [
-        tables["user_vocab"].agg(F.max("user_index").alias("max_user")),
-        tables["item_vocab"].agg(
+        tables[T.USER_VOCAB.name].agg(F.max("user_index").alias("max_user")),
+        tables[T.ITEM_VOCAB.name].agg(
             F.max("item_index").alias("max_item"),
             *([F.max(index_column(n)).alias(f"item:{n}") for n in ITEM_SINGLE]
               + [F.max(F.array_max(ids_column(n))).alias(f"item:{n}") for n in ITEM_MULTI] if side else []),
         ),
-        tables["train_interactions"].agg(F.count(F.lit(1)).alias("train_rows")),
-        tables["test_interactions"].agg(F.count(F.lit(1)).alias("test_rows")),
+        tables[T.TRAIN_INTERACTIONS.name].agg(F.count(F.lit(1)).alias("train_rows")),
+        tables[T.TEST_INTERACTIONS.name].agg(F.count(F.lit(1)).alias("test_rows")),
     ]
     if side:
         aggs = [F.max(index_column(n)).alias(n) for n in USER_SINGLE + ITEM_SINGLE]
@@ -157,9 +147,9 @@ def build_spec(spark, features: str, tables: dict) -> tuple[FeatureSpec, dict[st
             aggs.append(F.max(F.array_max(ids_column(n))).alias(n))
             for col in (ids_column(n), weights_column(n)):
                 aggs += [F.min(F.size(col)).alias(f"min:{col}"), F.max(F.size(col)).alias(f"max:{col}")]
-        interactions = tables["train_interactions"].unionByName(tables["test_interactions"])
+        interactions = tables[T.TRAIN_INTERACTIONS.name].unionByName(tables[T.TEST_INTERACTIONS.name])
         parts.append(interactions.agg(*aggs))
-        vocab = tables["feature_vocab"].groupBy("feature").agg(F.max("index").alias("m"))
+        vocab = tables[T.FEATURE_VOCAB.name].groupBy("feature").agg(F.max("index").alias("m"))
         parts.append(vocab.agg(F.map_from_entries(F.collect_list(F.struct("feature", "m"))).alias("vocab_max")))
     row = parts[0]
     for p in parts[1:]:

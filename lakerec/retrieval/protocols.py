@@ -12,6 +12,7 @@ from lakerec.config import Config, override
 from lakerec.errors import ConfigError
 from lakerec.movielens import SPLIT_PROPERTY
 from lakerec.retrieval.data import table_property
+from lakerec.schema import tables as T
 
 log = logging.getLogger("lakerec.train")
 
@@ -41,7 +42,7 @@ def apply_protocol(cfg: Config, protocol: str | None) -> Config:
 def warn_if_split_differs(spark, cfg: Config, protocol: str | None) -> None:
     """Warn when the tables were not split the way the protocol's published numbers were."""
     if protocol == "tfrs-tutorial":
-        split = table_property(spark, cfg.table("train_interactions"), SPLIT_PROPERTY)
+        split = table_property(spark, cfg.table(T.TRAIN_INTERACTIONS.name), SPLIT_PROPERTY)
         if split != TUTORIAL_SPLIT:
             log.warning("protocol tfrs-tutorial expects the random 80/20 split with seed 42 "
                         "(python -m lakerec.jobs.movielens --split random); these tables have split=%s", split)

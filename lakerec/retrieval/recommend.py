@@ -18,6 +18,7 @@ from lakerec.config import Config
 from lakerec.errors import ConfigError
 from lakerec.retrieval import data, tracking
 from lakerec.tables import write_table
+from lakerec.schema import tables as T
 
 log = logging.getLogger("lakerec.recommend")
 
@@ -51,11 +52,11 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
     tracking.configure(cfg)
     run_id = run_id or tracking.latest_training_run(cfg)
     module, spec = export.load_from_run(run_id)
-    tables = data.read_inputs(spark, cfg, ("user_vocab", "train_interactions", "test_interactions"))
+    tables = data.read_inputs(spark, cfg, (T.USER_VOCAB.name, T.TRAIN_INTERACTIONS.name, T.TEST_INTERACTIONS.name))
     frame = top_k_frame(spark, cfg, module, spec, data.users_frame(tables, spec), k)
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     recs = spark.createDataFrame(frame, SCHEMA)
-    name = cfg.table("recommendations")
+    name = cfg.table(T.RECOMMENDATIONS.name)
     write_table(recs.withColumn("run_id", F.lit(run_id)), name)
     version = table_version(spark, name)
     MlflowClient().set_tag(run_id, "lakerec.recommendations", f"{name}@v{version} k={k}")

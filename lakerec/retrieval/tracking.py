@@ -15,6 +15,7 @@ import subprocess
 from typing import Sequence
 
 from lakerec.config import REPO_ROOT, Config
+from lakerec.schema import tables as T
 
 log = logging.getLogger("lakerec.train.tracking")
 
@@ -24,7 +25,8 @@ TAG_DATABASE = "lakerec.database"
 TAG_RUN_NAME = "lakerec.run_name"
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_GIT_DIRTY = "lakerec.git_dirty"
-TRAINED_ON = ("train_interactions", "test_interactions", "user_vocab", "item_vocab", "feature_vocab")
+TRAINED_ON = tuple(t.name for t in (T.TRAIN_INTERACTIONS, T.TEST_INTERACTIONS, T.USER_VOCAB, T.ITEM_VOCAB,
+                                    T.FEATURE_VOCAB))
 
 
 def configure(cfg: Config) -> str:

@@ -28,6 +28,7 @@ from lakerec.errors import InputDataError, LakeRecError
 from lakerec.retrieval import data, evaluate, tracking
 from lakerec.retrieval.features import FeatureSpec
 from lakerec.retrieval.protocols import warn_if_split_differs
+from lakerec.schema import tables as T
 
 log = logging.getLogger("lakerec.train")
 
@@ -136,20 +137,20 @@ def read_training_inputs(spark, cfg: Config, protocol: str | None) -> TrainingIn
     n_train, n_test = counted["train_rows"], counted["test_rows"]
     if n_train == 0:
         raise InputDataError(
-            f"{cfg.table('train_interactions')} is empty: nothing to train on. Check the filter's thresholds "
+            f"{cfg.table(T.TRAIN_INTERACTIONS.name)} is empty: nothing to train on. Check the filter's thresholds "
             f"(filter.min_item_count, filter.min_user_count) and rerun `python -m lakerec.jobs.filter`"
         )
     warn_if_split_differs(spark, cfg, protocol)
-    counts = data.item_train_counts(tables["train_interactions"], spec.num_items)
+    counts = data.item_train_counts(tables[T.TRAIN_INTERACTIONS.name], spec.num_items)
     probabilities = item_probabilities(counts)
-    items = data.load_items(spark, cfg, tables["item_vocab"], spec)
-    user_ids, user_index = data.load_users(spark, cfg, tables["user_vocab"])
+    items = data.load_items(spark, cfg, tables[T.ITEM_VOCAB.name], spec)
+    user_ids, user_index = data.load_users(spark, cfg, tables[T.USER_VOCAB.name])
     return TrainingInputs(
         tables=tables, spec=spec, n_train=n_train, n_test=n_test,
         steps=max(1, math.ceil(n_train / tc.batch_size)), counts=counts, probabilities=probabilities,
         items=items, item_features={c: items[c] for c in spec.candidate_columns()},
         user_ids=user_ids, user_index=user_index,
-        sample=data.read_sample(tables["test_interactions"], spec, tc.monitor_rows),
+        sample=data.read_sample(tables[T.TEST_INTERACTIONS.name], spec, tc.monitor_rows),
     )
 
 
@@ -199,7 +200,7 @@ def fit(spark, cfg: Config, inputs: TrainingInputs, ckpt_dir: Path, *, resume: b
     def new_model():
         return build_model(spec, tc, probabilities)
 
-    train_rows = inputs.tables["train_interactions"]
+    train_rows = inputs.tables[T.TRAIN_INTERACTIONS.name]
     if tc.workers > 1:  # each barrier task reads one of N even Petastorm shards
         train_rows = distributed.even_shards(train_rows, tc.workers)
     with data.converted(spark, train_rows, cfg, spec.training_columns(), spec.array_lengths()) as feed:

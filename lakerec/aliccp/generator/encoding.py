@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from lakerec.aliccp.fields import FEATURE_SEP, FIELD_SEP, VALUE_SEP
+from lakerec.schema.fields import FEATURE_SEP, FIELD_SEP, VALUE_SEP
 from lakerec.aliccp.generator.arrays import explode_csr
 from lakerec.aliccp.generator.id_space import PROFILE_FIELDS, code, first_id
 from lakerec.aliccp.generator.world import Truth

@@ -6,7 +6,7 @@ up in the field table (`lakerec.aliccp.fields`) where a line or a statistic need
 
 from __future__ import annotations
 
-from lakerec.aliccp.fields import BY_NAME, COMMON, Field, fields_of
+from lakerec.schema.fields import BY_NAME, COMMON, Field, fields_of
 
 
 def code(name: str) -> str:

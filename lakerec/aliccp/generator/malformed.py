@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lakerec.aliccp import reasons as R
-from lakerec.aliccp.fields import COMMON, FEATURE_SEP, FIELD_SEP, SKELETON, VALUE_SEP
+from lakerec.schema.fields import COMMON, FEATURE_SEP, FIELD_SEP, SKELETON, VALUE_SEP
 from lakerec.aliccp.generator.encoding import format_weight, item_tokens, profile_tokens, token, vocab_tokens
 from lakerec.aliccp.generator.id_space import code
 from lakerec.aliccp.generator.json_files import read_json, write_json

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lakerec.aliccp.fields import BY_NAME, Field
+from lakerec.schema.fields import BY_NAME, Field
 from lakerec.aliccp.generator.arrays import count_per_group, explode_csr
 from lakerec.aliccp.generator.encoding import (
     format_weight, item_tokens, join_lines, ln_count_weights, profile_tokens, token, vocab_tokens,

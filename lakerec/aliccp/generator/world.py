@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lakerec.aliccp.fields import BY_NAME
+from lakerec.schema.fields import BY_NAME
 from lakerec.aliccp.generator.arrays import blocks
 from lakerec.aliccp.generator.exposure import Exposure
 from lakerec.aliccp.generator.id_space import ID_RANGES, PROFILE_FIELDS, first_id

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lakerec.aliccp import reasons as R
-from lakerec.aliccp.fields import COMMON, SKELETON
+from lakerec.schema.fields import COMMON, SKELETON
 from lakerec.aliccp.generator.encoding import hex_keys
 from lakerec.aliccp.generator.exposure import Exposure
 from lakerec.aliccp.generator.id_space import ID_RANGES, MAX_ITEMS, MAX_USERS, PROFILE_FIELDS, id_ranges_by_code

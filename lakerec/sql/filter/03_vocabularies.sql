@@ -11,6 +11,8 @@
   re-run on the same rows gives the same indices. 0 is reserved for an id outside the
   vocabulary (a test user or item never kept, a missing field).
   Counts are over the kept train impressions.
+  The feature lists (side_single_stack, item_multi_stack, user_multi_stack) are filled in from
+  the field registry, lakerec/schema/fields.py; lakerec/sqlfiles.py documents each one.
 */
 CREATE OR REPLACE TEMPORARY VIEW kept_samples AS
 SELECT s.*
@@ -45,22 +47,12 @@ GROUP BY item_id;
 CREATE OR REPLACE TEMPORARY VIEW feature_occurrences AS
 SELECT f.feature, f.raw_id, 1L AS impressions
 FROM kept_samples
-LATERAL VIEW stack(11,
-    'user_profile', user_profile,
-    'user_group', user_group,
-    'user_gender', user_gender,
-    'user_age', user_age,
-    'user_consumption', user_consumption,
-    'user_consumption_2', user_consumption_2,
-    'user_is_occupied', user_is_occupied,
-    'user_geography', user_geography,
-    'item_category', item_category,
-    'item_shop', item_shop,
-    'item_brand', item_brand) f AS feature, raw_id
+LATERAL VIEW stack(${side_single_stack}) f AS feature, raw_id
 UNION ALL
-SELECT 'item_intention' AS feature, x.e.id AS raw_id, 1L AS impressions
+SELECT f.feature, x.e.id AS raw_id, 1L AS impressions
 FROM kept_samples
-LATERAL VIEW explode(item_intention) x AS e
+LATERAL VIEW stack(${item_multi_stack}) f AS feature, entries
+LATERAL VIEW explode(f.entries) x AS e
 UNION ALL
 SELECT f.feature, x.e.id AS raw_id, c.n_impressions AS impressions
 FROM (SELECT common_feature_index, count(*) AS n_impressions
@@ -68,11 +60,7 @@ FROM (SELECT common_feature_index, count(*) AS n_impressions
       GROUP BY common_feature_index) AS c
 JOIN ${database}.user_contexts AS u
   ON u.split = 'train' AND u.common_feature_index = c.common_feature_index
-LATERAL VIEW stack(4,
-    'user_categories', u.user_categories,
-    'user_shops', u.user_shops,
-    'user_brands', u.user_brands,
-    'user_intentions', u.user_intentions) f AS feature, entries
+LATERAL VIEW stack(${user_multi_stack}) f AS feature, entries
 LATERAL VIEW explode(f.entries) x AS e;
 
 -- feature_vocab: per feature, index 1..n, most impressions first, ties by raw_id

@@ -4,6 +4,10 @@
   Defines item_vocab    one row per kept item, features from its first kept train impression
           interactions  one row per positive of either split, shaped for the two towers
   Param   history_length (L).
+  The column lists (item_side_columns, user_single_columns, user_multi_arrays) are filled in
+  from the field registry, lakerec/schema/fields.py; lakerec/sqlfiles.py documents each one.
+  Each names its columns without a table alias: user_vocab and item_vocab are joined by
+  their id and index only, so featured and user_histories are the one source of each.
 
   `python -m lakerec.jobs.filter` writes user_vocab, item_vocab, feature_vocab, and the rows of
   interactions of each split (without the split column) to train_interactions and
@@ -12,8 +16,7 @@
 */
 CREATE OR REPLACE TEMPORARY VIEW item_vocab AS
 SELECT i.item_id, i.item_index, i.impressions, i.clicks, i.conversions,
-       f.item_category_index, f.item_shop_index, f.item_brand_index,
-       f.item_intention_ids, f.item_intention_weights
+       ${item_side_columns}
 FROM kept_items AS i
 JOIN featured AS f ON f.split = 'train' AND f.sample_id = i.first_sample_id
 ORDER BY i.item_index;
@@ -26,22 +29,13 @@ SELECT p.split,
        coalesce(i.item_index, 0) AS item_index,
        u.user_index IS NULL AS is_cold_user,
        i.item_index IS NULL AS is_cold_item,
-       f.user_profile_index, f.user_group_index, f.user_gender_index, f.user_age_index,
-       f.user_consumption_index, f.user_consumption_2_index, f.user_is_occupied_index, f.user_geography_index,
-       coalesce(h.user_categories_ids, array_repeat(0, ${history_length})) AS user_categories_ids,
-       coalesce(h.user_categories_weights, array_repeat(CAST(0 AS FLOAT), ${history_length})) AS user_categories_weights,
-       coalesce(h.user_shops_ids, array_repeat(0, ${history_length})) AS user_shops_ids,
-       coalesce(h.user_shops_weights, array_repeat(CAST(0 AS FLOAT), ${history_length})) AS user_shops_weights,
-       coalesce(h.user_brands_ids, array_repeat(0, ${history_length})) AS user_brands_ids,
-       coalesce(h.user_brands_weights, array_repeat(CAST(0 AS FLOAT), ${history_length})) AS user_brands_weights,
-       coalesce(h.user_intentions_ids, array_repeat(0, ${history_length})) AS user_intentions_ids,
-       coalesce(h.user_intentions_weights, array_repeat(CAST(0 AS FLOAT), ${history_length})) AS user_intentions_weights,
-       f.item_category_index, f.item_shop_index, f.item_brand_index,
-       f.item_intention_ids, f.item_intention_weights
+       ${user_single_columns},
+       ${user_multi_arrays},
+       ${item_side_columns}
 FROM positives AS p
 JOIN featured AS f ON f.split = p.split AND f.sample_id = p.sample_id
-LEFT JOIN user_vocab AS u ON u.user_id = p.user_id
-LEFT JOIN item_vocab AS i ON i.item_id = p.item_id
+LEFT JOIN (SELECT user_id, user_index FROM user_vocab) AS u ON u.user_id = p.user_id
+LEFT JOIN (SELECT item_id, item_index FROM item_vocab) AS i ON i.item_id = p.item_id
 LEFT JOIN user_histories AS h ON h.split = p.split AND h.common_feature_index = p.common_feature_index;
 
 -- Positives per split, and the test rows whose user or item is not in the train vocabulary
