@@ -37,7 +37,7 @@ from lakerec.tables import write_table
 
 log = logging.getLogger("lakerec.movielens")
 
-SPLITS = ("random", "time")
+SPLIT_METHODS = ("random", "time")
 SPLIT_PROPERTY = "lakerec.split"
 SEPARATORS = {"::": "1M (ratings.dat)", "\t": "100K (u.data)"}
 DOWNLOAD_HINT = "download ml-100k.zip or ml-1m.zip from https://grouplens.org/datasets/movielens/ and unzip it"
@@ -109,8 +109,8 @@ def read_ratings(spark: SparkSession, path: str | Path) -> DataFrame:
 def split_ratings(ratings: DataFrame, split: str = "random", test_fraction: float = 0.2,
                   seed: int = 42) -> tuple[DataFrame, DataFrame]:
     """(train, test) with a `sample_id` (1..n in the split's order) on every row."""
-    if split not in SPLITS:
-        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split not in SPLIT_METHODS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLIT_METHODS)}, got {split!r}")
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
     key = F.xxhash64("user_id", "item_id", "timestamp", F.lit(seed))

@@ -10,6 +10,7 @@ import pytest
 
 from lakerec import ingest
 from lakerec.aliccp.generator import generate
+from lakerec.schema.fields import raw_file_name
 from tests.conftest import REPO
 
 
@@ -30,7 +31,7 @@ def test_reconcile_and_planted_errors_on_generated_data(spark, cfg, raw):
     reports = ingest.run(spark, cfg, str(raw))
     expected = json.loads((raw / "oracle" / "malformed.json").read_text())
     for r in reports:
-        name = ingest.FILE_NAMES[r.file].format(split=r.split)
+        name = raw_file_name(r.file, r.split)
         assert r.lines_read == count_file(raw / name)
         assert r.lines_read == r.rows_written + r.rows_quarantined
         assert r.quarantined_by_reason == expected[r.split][r.file]
@@ -40,7 +41,7 @@ def test_reconcile_and_planted_errors_on_generated_data(spark, cfg, raw):
         bad = {line for line, _ in planted[r.split][r.file]}
         cvc = {q.line_number for q in spark.table(cfg.table("quarantine"))
                .where(f"split = '{r.split}' AND file = '{r.file}'").collect()}
-        text = (raw / ingest.FILE_NAMES[r.file].format(split=r.split)).read_text().split("\n")[:-1]
+        text = (raw / raw_file_name(r.file, r.split)).read_text().split("\n")[:-1]
         features = sum(line.split(",")[-1].count("\x01") + 1 for i, line in enumerate(text, 1)
                        if i not in bad and i not in cvc and line.split(",")[-1])
         assert r.features_written == features

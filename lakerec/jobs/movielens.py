@@ -17,12 +17,12 @@ DEFAULT_DATABASE = "movielens"
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lakerec.movielens import SPLITS, load
+    from lakerec.movielens import SPLIT_METHODS, load
 
     p = cli.parser("movielens", "Load MovieLens 100K/1M ratings into vocabulary and interaction tables.")
     p.add_argument("--ratings", required=True, help="u.data (100K) or ratings.dat (1M), as downloaded from GroupLens")
     p.add_argument("--database", default=DEFAULT_DATABASE, help=f"target database (default {DEFAULT_DATABASE})")
-    p.add_argument("--split", choices=SPLITS, default="random", help="random (default, the TFRS tutorial's) or time")
+    p.add_argument("--split", choices=SPLIT_METHODS, default="random", help="random (default, the TFRS tutorial's) or time")
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=42)
     args = p.parse_args(argv)

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from lakerec.aliccp import reasons as R
-from lakerec.schema.fields import COMMON, SKELETON
 from lakerec.aliccp.generator.encoding import hex_keys
 from lakerec.aliccp.generator.exposure import Exposure
 from lakerec.aliccp.generator.id_space import ID_RANGES, MAX_ITEMS, MAX_USERS, PROFILE_FIELDS, id_ranges_by_code
@@ -33,13 +32,13 @@ from lakerec.aliccp.generator.params import GeneratorParams
 from lakerec.aliccp.generator.randomness import rng_for
 from lakerec.aliccp.generator.sessions import build_block
 from lakerec.aliccp.generator.world import Truth, build_truth
-from lakerec.aliccp.oracle import JSON_NAME, SPLITS
+from lakerec.aliccp.oracle import JSON_NAME
 from lakerec.errors import LakeRecError
+from lakerec.schema.fields import COMMON, FILE_NAMES, SKELETON, SPLITS
 
 log = logging.getLogger("lakerec.generate")
 
 SPLIT_CODES = {"train": 1, "test": 2}
-FILE_NAMES = {SKELETON: "sample_skeleton_{split}.csv", COMMON: "common_features_{split}.csv"}
 SESSIONS_PER_BLOCK = 1000  # part of the byte-level determinism: do not change casually
 
 DEFAULT_IMPRESSIONS = 200_000
