@@ -29,6 +29,7 @@ DEFAULT_CONF = REPO_ROOT / "conf" / "local.yml"
 POSITIVE = {"min": 1}  # a whole number >= 1
 NON_NEGATIVE = {"min": 0}
 GREATER_THAN_ZERO = {"gt": 0}  # a number > 0
+FRACTION = {"min": 0, "lt": 1}  # 0 <= x < 1
 POSITIVE_EACH = {"each_min": 1, "non_empty": True}  # a non-empty list of whole numbers >= 1
 
 
@@ -58,6 +59,8 @@ def _check(hint: Any, rule: Mapping[str, Any], value: Any) -> str | None:
         return "a positive integer" if rule["min"] == 1 else f"at least {rule['min']}"
     if "gt" in rule and not value > rule["gt"]:
         return f"> {rule['gt']}"
+    if "lt" in rule and not value < rule["lt"]:
+        return f"< {rule['lt']}"
     if rule.get("non_empty") and not value:
         return "a non-empty list"
     if "each_min" in rule and any(v < rule["each_min"] for v in value):
@@ -108,6 +111,24 @@ class TrainConf(_Validated):
     shuffle_buffer: int = field(default=10_000, metadata=NON_NEGATIVE)  # rows in the reader's shuffling queue
     reader_workers: int = field(default=2, metadata=POSITIVE)  # Petastorm reader threads
     monitor_rows: int = field(default=2048, metadata=NON_NEGATIVE)  # test rows scored per epoch (0: off)
+    # Popularity-aware scoring (README "Robust across data regimes"): a learned per-item bias
+    # added to q.c (exported as one more embedding dimension: q' = [q, 1], c' = [c, b]) ...
+    item_bias: bool = True
+    # ... and beta * log p_j (p_j: the item's smoothed share of train clicks) added at
+    # scoring time only (training still sees the logQ-corrected logits).
+    popularity_prior: float = field(default=0.0, metadata=NON_NEGATIVE)
+    # Validation slice carved from train_interactions (seeded; a user's only positive stays
+    # in train): early stopping and the sweep's metric read it, never the test split. 0 = off.
+    validation_fraction: float = field(default=0.1, metadata=FRACTION)
+    validation_rows: int = field(default=20_000, metadata=POSITIVE)  # validation rows scored per epoch, at most
+    # Stop after N epochs without a better validation metric and keep the best epoch's weights (0 = off).
+    early_stopping_patience: int = field(default=2, metadata=NON_NEGATIVE)
+    validation_metric: Literal["recall", "ndcg"] = "recall"  # at K = max(ks): early stopping, the sweep
+
+    @property
+    def validation_key(self) -> str:
+        """The per-epoch log key early stopping and the sweep read: `validation/recall_at_100`."""
+        return f"validation/{self.validation_metric}_at_{max(self.ks)}"
     checkpoint_dir: str | None = None  # None: <lake>/checkpoints
     petastorm_cache: str | None = None  # URL; None: file://<lake>/petastorm_cache
 

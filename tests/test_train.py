@@ -144,7 +144,7 @@ def test_resume_continues_epochs_and_optimizer_steps(spark, planted_cfg):
     from lakerec.retrieval.train import STATE_FILE, checkpoint_root
 
     cfg, planted = planted_cfg
-    cfg = override(cfg, train__features="ids", train__monitor_rows=0, train__epochs=3)
+    cfg = override(cfg, train__features="ids", train__monitor_rows=0, train__epochs=3, train__validation_fraction=0)
     with pytest.raises(StopAfterEpoch.Interrupted):
         train.run(spark, cfg, run_name="interrupted", callbacks=[StopAfterEpoch(1)], evaluate_after=False)
     state = json.loads((checkpoint_root(cfg) / "interrupted" / STATE_FILE).read_text())

@@ -1,4 +1,4 @@
-"""Keras callbacks of a training run: per-epoch monitoring and per-epoch MLflow metrics."""
+"""Keras callbacks of a training run: per-epoch monitoring, validation, early stopping, MLflow metrics."""
 
 from __future__ import annotations
 
@@ -43,6 +43,72 @@ class Monitor(tf.keras.callbacks.Callback):
         logs[f"monitor/top{self.k}_accuracy"] = M.top_k_accuracy(ranks, self.k)
 
 
+class Validation(tf.keras.callbacks.Callback):
+    """After each epoch, recall@K, NDCG@K and top-K accuracy on the validation slice carved from train.
+
+    What early stopping and the sweep read (`validation/recall_at_100`, ...); the test split
+    is never involved. Added to the epoch's logs for the callbacks after this one.
+
+    Args:
+        items, num_items, query_columns: as for Monitor.
+        rows: the validation rows in memory (query_key, item_id, item_index, the query columns).
+        ks: the cut-offs.
+    """
+
+    PREFIX = "validation/"
+
+    def __init__(self, items: dict[str, np.ndarray], num_items: int, rows: dict[str, np.ndarray] | None,
+                 query_columns: list[str], ks):
+        super().__init__()
+        self.items, self.num_items, self.rows = items, num_items, rows
+        self.query_columns, self.ks = query_columns, tuple(ks)
+
+    def scores(self, model) -> dict[str, float]:
+        cands = candidate_matrix(model.candidate_tower, self.items, self.num_items)
+        queries = model.query_tower({c: tf.constant(self.rows[c]) for c in self.query_columns})
+        ranks = ModelRanker(cands).ranks(queries, self.rows["item_index"])
+        values = M.all_metrics(self.rows["query_key"], self.rows["item_id"], ranks, self.ks)
+        return {self.PREFIX + k.replace("@", "_at_"): v for k, v in values.items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.rows is None or logs is None:
+            return
+        logs.update(self.scores(self.model))
+
+
+class BestEpoch(tf.keras.callbacks.Callback):
+    """Early stopping on a validation metric (higher is better), keeping the best epoch's weights.
+
+    Stops after `patience` epochs without improvement (patience 0: never stops early) and,
+    when training ends, restores the weights of the best epoch seen in this fit.
+
+    Attributes:
+        best, best_epoch: the best value and its epoch (1-based); None before the first.
+        stopped_epoch: the epoch after which it stopped early (1-based), or None.
+    """
+
+    def __init__(self, key: str, patience: int):
+        super().__init__()
+        self.key, self.patience = key, patience
+        self.best = self.best_epoch = self.stopped_epoch = None
+        self._weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.key)
+        if value is None or not math.isfinite(float(value)):
+            return
+        if self.best is None or value > self.best:
+            self.best, self.best_epoch = float(value), epoch + 1
+            self._weights = self.model.get_weights()
+        elif self.patience and epoch + 1 - self.best_epoch >= self.patience:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._weights is not None:
+            self.model.set_weights(self._weights)
+
+
 class MlflowEpochMetrics(tf.keras.callbacks.Callback):
     """Logs the epoch's mean loss (as `loss`) and monitoring metrics to the active run, step = epoch."""
 
@@ -53,7 +119,7 @@ class MlflowEpochMetrics(tf.keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             if key == "mean_loss":
                 values["loss"] = value
-            elif key == "regularization_loss" or key.startswith("monitor/"):
+            elif key == "regularization_loss" or key.startswith(("monitor/", Validation.PREFIX)):
                 values[key] = value
         values = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
         if values:

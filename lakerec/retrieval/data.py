@@ -326,6 +326,37 @@ def table_property(spark, table: str, key: str) -> str | None:
     return None
 
 
+VALIDATION_FLAG = "_lakerec_validation"
+
+
+def carve_validation(train_df, fraction: float, seed: int):
+    """(fit rows, validation rows): a seeded random `fraction` of each user's train positives.
+
+    Each user keeps at least one positive in the fit rows (the first in a seeded order), so
+    a user with a single positive stays in train whole. Deterministic: the same table and
+    seed give the same slice (hashes of sample_id, no RNG state).
+
+    Args:
+        train_df: train_interactions.
+        fraction: expected share of the rows (of users with two or more) to hold out; 0 = none.
+        seed: which rows.
+
+    Returns:
+        Two DataFrames with train_df's columns.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if fraction <= 0:
+        return train_df, train_df.limit(0)
+    order = F.xxhash64(F.col("sample_id"), F.lit(seed))
+    draw = (F.abs(F.xxhash64(F.col("sample_id"), F.lit(seed + 1))) % 1_000_000) / 1_000_000.0
+    first = F.row_number().over(Window.partitionBy("user_id").orderBy(order)) == 1
+    flagged = train_df.withColumn(VALIDATION_FLAG, (~first) & (draw < F.lit(float(fraction))))
+    return (flagged.where(~F.col(VALIDATION_FLAG)).drop(VALIDATION_FLAG),
+            flagged.where(F.col(VALIDATION_FLAG)).drop(VALIDATION_FLAG))
+
+
 def read_sample(test_df, spec, rows: int) -> dict | None:
     """Up to `rows` test rows (warm items) in memory, for per-epoch monitoring.
 

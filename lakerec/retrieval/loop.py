@@ -43,6 +43,11 @@ class FitResult:
     steps: int = 0  # the optimizer's step counter at the end (continues across resumes)
     seconds: float = 0.0
     examples: int = 0
+    # With a validation slice: the epoch whose weights the model holds (1-based), its value,
+    # and the epoch after which early stopping ended the fit (None: it ran all epochs).
+    best_epoch: int | None = None
+    best_value: float | None = None
+    stopped_epoch: int | None = None
 
     @property
     def examples_per_second(self) -> float:

@@ -7,6 +7,15 @@ Three switches, each from the config:
                            this removes that bias (Yi et al. 2019, "sampling-bias-corrected").
     remove accidental hits an in-batch "negative" that is the row's own item is masked.
     temperature            logits / t before the softmax.
+
+Popularity-aware scoring (train.item_bias, train.popularity_prior): with these the towers
+are wrapped so that the score stays one dot product, q' . c' = q . c + b_j (+ beta log p_j):
+    query      q' = [q, 1]
+    candidate  c' = [c, b_j + beta * log p_j]   (the prior only outside training)
+so the exported candidate matrix holds the bias as one more column and exact retrieval,
+evaluation and serving need no change. Why: the dot product alone has no cheap way to say
+"this item is popular for everyone"; on sparse data (about one click per user) the id
+embeddings learn little more than that, and the plain model loses to most-popular.
 """
 
 from __future__ import annotations
@@ -20,6 +29,53 @@ from lakerec.retrieval.features import FeatureSpec
 from lakerec.retrieval.towers import build_towers
 
 ITEM_KEY = "item_index"
+
+
+def log_popularity(counts: np.ndarray) -> np.ndarray:
+    """log of each item index's add-one smoothed share of the training clicks (finite for unseen items)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return np.log((counts + 1.0) / (counts.sum() + counts.size)).astype(np.float32)
+
+
+class QueryWithBiasSlot(tf.keras.Model):
+    """q' = [q, 1]: the query tower's output with a constant last coordinate."""
+
+    def __init__(self, tower: tf.keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.tower = tower
+
+    def call(self, features, training=False):
+        q = self.tower(features, training=training)
+        return tf.concat([q, tf.ones_like(q[:, :1])], axis=1)
+
+
+class CandidateWithBias(tf.keras.Model):
+    """c' = [c, b_j + prior_j]: a learned bias per item index (zero-initialised) and a fixed prior.
+
+    Args:
+        tower: the candidate tower.
+        num_items: item index vocabulary size (index 0 = OOV).
+        learned: learn the bias b_j (False: b_j = 0).
+        prior: [num_items] added outside training only (scoring, export), or None.
+    """
+
+    def __init__(self, tower: tf.keras.Model, num_items: int, learned: bool = True,
+                 prior: np.ndarray | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.tower = tower
+        self.num_items = int(num_items)
+        self.bias = tf.keras.layers.Embedding(self.num_items, 1, embeddings_initializer="zeros",
+                                              name="item_bias") if learned else None
+        self._prior = None if prior is None else tf.constant(np.asarray(prior, np.float32))
+
+    def call(self, features, training=False):
+        c = self.tower(features, training=training)
+        ids = tf.cast(features[ITEM_KEY], tf.int32)
+        ids = tf.where((ids >= 0) & (ids < self.num_items), ids, tf.zeros_like(ids))
+        b = self.bias(ids) if self.bias is not None else tf.zeros_like(c[:, :1])
+        if self._prior is not None and not training:
+            b = b + tf.expand_dims(tf.gather(self._prior, ids), -1)
+        return tf.concat([c, b], axis=1)
 
 
 def item_probabilities(counts: np.ndarray) -> np.ndarray:
@@ -102,7 +158,8 @@ def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optim
     raise ConfigError(f"train.optimizer must be adagrad, adam or sgd, got {name!r}")
 
 
-def build_model(spec: FeatureSpec, tc: TrainConf, probabilities: np.ndarray | None) -> TwoTowerModel:
+def build_model(spec: FeatureSpec, tc: TrainConf, probabilities: np.ndarray | None,
+                popularity: np.ndarray | None = None) -> TwoTowerModel:
     """A compiled TwoTowerModel for a spec and the training settings.
 
     Args:
@@ -110,11 +167,24 @@ def build_model(spec: FeatureSpec, tc: TrainConf, probabilities: np.ndarray | No
         tc: the training settings (dimension, hidden units, loss switches, optimizer).
         probabilities: each item index's share of the training rows; used only with
             `tc.logq_correction`.
+        popularity: training clicks per item index, for `tc.popularity_prior` (default:
+            derived from `probabilities`).
 
     Returns:
         The model, compiled with `tc`'s optimizer.
     """
     query, candidate = build_towers(spec, tc.embedding_dim, tc.hidden_units)
+    if tc.item_bias or tc.popularity_prior:
+        prior = None
+        if tc.popularity_prior:
+            if popularity is None:
+                if probabilities is None:
+                    raise ValueError("train.popularity_prior needs the items' training counts")
+                popularity = np.asarray(probabilities, np.float64) * 1e6
+            prior = tc.popularity_prior * log_popularity(popularity)
+        query = QueryWithBiasSlot(query, name="scored_query_tower")
+        candidate = CandidateWithBias(candidate, spec.num_items, learned=tc.item_bias, prior=prior,
+                                      name="scored_candidate_tower")
     model = TwoTowerModel(
         query, candidate,
         item_probabilities=probabilities if tc.logq_correction else None,

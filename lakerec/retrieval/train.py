@@ -105,6 +105,11 @@ class TrainingInputs:
         item_features: the candidate tower's columns of `items`.
         user_ids, user_index: the user vocabulary.
         sample: the per-epoch monitoring sample of test rows (None: no monitoring).
+        fit_rows: the rows the model is fitted on: train_interactions less the validation slice.
+        n_fit, n_validation: rows of the fit rows and of the validation slice.
+        validation: up to `train.validation_rows` validation rows in memory (None: no validation).
+        fit_counts: training positives per item index among the fit rows (logQ); `counts`
+            (all of train) is what most-popular and the popularity prior use.
     """
 
     tables: dict
@@ -119,6 +124,11 @@ class TrainingInputs:
     user_ids: np.ndarray
     user_index: np.ndarray
     sample: dict | None
+    fit_rows: object = None
+    n_fit: int = 0
+    n_validation: int = 0
+    validation: dict | None = None
+    fit_counts: np.ndarray | None = None
 
 
 def read_training_inputs(spark, cfg: Config, protocol: str | None) -> TrainingInputs:
@@ -141,16 +151,29 @@ def read_training_inputs(spark, cfg: Config, protocol: str | None) -> TrainingIn
             f"(filter.min_item_count, filter.min_user_count) and rerun `python -m lakerec.jobs.filter`"
         )
     warn_if_split_differs(spark, cfg, protocol)
-    counts = data.item_train_counts(tables[T.TRAIN_INTERACTIONS.name], spec.num_items)
-    probabilities = item_probabilities(counts)
+    train_df = tables[T.TRAIN_INTERACTIONS.name]
+    counts = data.item_train_counts(train_df, spec.num_items)
+    fit_rows, held_out = data.carve_validation(train_df, tc.validation_fraction, tc.seed)
+    n_validation = held_out.count() if tc.validation_fraction > 0 else 0
+    n_fit = n_train - n_validation
+    if n_fit == 0:
+        raise InputDataError("train.validation_fraction left no training rows; lower it")
+    fit_counts = data.item_train_counts(fit_rows, spec.num_items) if n_validation else counts
+    validation = None
+    if n_validation:
+        validation = data.read_sample(held_out.orderBy("sample_id"), spec, tc.validation_rows)
+        log.info("validation slice: %s of %s train rows (train.validation_fraction %.2f), %s scored per epoch",
+                 f"{n_validation:,}", f"{n_train:,}", tc.validation_fraction,
+                 f"{len(validation['item_index']) if validation else 0:,}")
     items = data.load_items(spark, cfg, tables[T.ITEM_VOCAB.name], spec)
     user_ids, user_index = data.load_users(spark, cfg, tables[T.USER_VOCAB.name])
     return TrainingInputs(
         tables=tables, spec=spec, n_train=n_train, n_test=n_test,
-        steps=max(1, math.ceil(n_train / tc.batch_size)), counts=counts, probabilities=probabilities,
+        steps=max(1, math.ceil(n_fit / tc.batch_size)), counts=counts, probabilities=item_probabilities(fit_counts),
         items=items, item_features={c: items[c] for c in spec.candidate_columns()},
         user_ids=user_ids, user_index=user_index,
         sample=data.read_sample(tables[T.TEST_INTERACTIONS.name], spec, tc.monitor_rows),
+        fit_rows=fit_rows, n_fit=n_fit, n_validation=n_validation, validation=validation, fit_counts=fit_counts,
     )
 
 
@@ -164,6 +187,7 @@ def _run_params(cfg: Config, inputs: TrainingInputs, protocol: str | None) -> di
         "database": cfg.database, "protocol": protocol or "none",
         "num_users": spec.num_users - 1, "num_items": spec.num_items - 1,
         "train_rows": inputs.n_train, "test_rows": inputs.n_test, "steps_per_epoch": inputs.steps,
+        "fit_rows": inputs.n_fit, "validation_rows": inputs.n_validation,
         "history_length": spec.history_length, "intention_length": spec.intention_length,
     })
     return params
@@ -186,11 +210,12 @@ def fit(spark, cfg: Config, inputs: TrainingInputs, ckpt_dir: Path, *, resume: b
         (the trained TwoTowerModel, loop.FitResult).
     """
     from lakerec.retrieval import distributed, loop
-    from lakerec.retrieval.callbacks import MlflowEpochMetrics, Monitor
+    from lakerec.retrieval.callbacks import BestEpoch, MlflowEpochMetrics, Monitor, Validation
     from lakerec.retrieval.model import build_model
 
     tc, spec = cfg.train, inputs.spec
     item_features, sample, probabilities = inputs.item_features, inputs.sample, inputs.probabilities
+    popularity, validation = inputs.counts, inputs.validation
 
     # With workers > 1 these two are pickled into the Spark tasks: they close over the
     # arrays they need, never over `inputs`, whose DataFrames cannot leave the driver.
@@ -198,9 +223,12 @@ def fit(spark, cfg: Config, inputs: TrainingInputs, ckpt_dir: Path, *, resume: b
         return Monitor(item_features, spec.num_items, sample, spec.query_columns(), max(tc.ks))
 
     def new_model():
-        return build_model(spec, tc, probabilities)
+        return build_model(spec, tc, probabilities, popularity)
 
-    train_rows = inputs.tables[T.TRAIN_INTERACTIONS.name]
+    def validate():
+        return Validation(item_features, spec.num_items, validation, spec.query_columns(), tc.ks)
+
+    train_rows = inputs.fit_rows if inputs.fit_rows is not None else inputs.tables[T.TRAIN_INTERACTIONS.name]
     if tc.workers > 1:  # each barrier task reads one of N even Petastorm shards
         train_rows = distributed.even_shards(train_rows, tc.workers)
     with data.converted(spark, train_rows, cfg, spec.training_columns(), spec.array_lengths()) as feed:
@@ -216,15 +244,23 @@ def fit(spark, cfg: Config, inputs: TrainingInputs, ckpt_dir: Path, *, resume: b
                 workers=tc.workers,
                 gpu=tc.gpu,
                 resume=resume,
-                chief_callbacks=lambda: [monitor()],
+                # Early stopping needs the driver to take the best weights: not with workers.
+                chief_callbacks=lambda: [monitor(), validate()],
                 callbacks=callbacks,
                 driver_callbacks=[MlflowEpochMetrics()],
             )
         factory = data.dataset_factory(
             feed, tc.batch_size, shuffle_buffer=tc.shuffle_buffer, workers=tc.reader_workers, seed=tc.seed,
         )
-        return loop.fit(factory, new_model, params, checkpoint_dir=ckpt_dir, resume=resume,
-                        callbacks=[monitor(), MlflowEpochMetrics(), *callbacks])
+        best = BestEpoch(tc.validation_key, tc.early_stopping_patience) if validation is not None else None
+        model, result = loop.fit(factory, new_model, params, checkpoint_dir=ckpt_dir, resume=resume,
+                                 callbacks=[monitor(), validate(), *([best] if best else []), MlflowEpochMetrics(),
+                                            *callbacks])
+        if best is not None and best.best_epoch is not None:
+            result.best_epoch, result.best_value, result.stopped_epoch = best.best_epoch, best.best, best.stopped_epoch
+            log.info("validation %s: best %.4f at epoch %d%s", tc.validation_key, best.best, best.best_epoch,
+                     f", stopped after epoch {best.stopped_epoch}" if best.stopped_epoch else "")
+        return model, result
 
 
 def _log_fit(run_id: str, run_name: str, tc: TrainConf, fit_result) -> dict[str, list[float]]:
@@ -241,6 +277,8 @@ def _log_fit(run_id: str, run_name: str, tc: TrainConf, fit_result) -> dict[str,
         " -> ".join(f"{v:.3f}" for v in losses[:1] + losses[-1:]) if losses else "n/a",
     )
     mlflow.log_metrics({"optimizer_steps": fit_result.steps, "train_seconds": fit_result.seconds})
+    if fit_result.best_epoch is not None:
+        mlflow.log_metrics({"best_epoch": fit_result.best_epoch, f"best_{tc.validation_key}": fit_result.best_value})
     return history
 
 
