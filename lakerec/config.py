@@ -133,6 +133,23 @@ class TrainConf(_Validated):
     petastorm_cache: str | None = None  # URL; None: file://<lake>/petastorm_cache
 
 
+def _default_space() -> dict[str, list]:
+    return {"learning_rate": [0.05, 0.1], "temperature": [0.5, 1.0], "popularity_prior": [0.0, 0.5]}
+
+
+@dataclass(frozen=True)
+class SweepConf(_Validated):
+    """A search over training settings (lakerec.retrieval.sweep), scored on the validation slice."""
+
+    # train key -> the values to try, e.g. {learning_rate: [0.05, 0.1], embedding_dim: [32, 64]}
+    space: dict[str, list] = field(default_factory=_default_space)
+    method: Literal["grid", "random"] = "grid"  # grid: every combination (a seeded subset past max_trials)
+    metric: Literal["recall", "ndcg"] = "recall"  # validation metric at K = max(train.ks)
+    max_trials: int = field(default=8, metadata=POSITIVE)
+    seed: int = 0
+    out: str | None = None  # the overlay's path; None: <lake>/sweeps/<parent run name>.yml
+
+
 @dataclass(frozen=True)
 class MlflowConf(_Validated):
     tracking_uri: str | None = None  # None: sqlite:///<lake>/mlflow.db
@@ -149,6 +166,7 @@ class Config(_Validated):
     spark: SparkConf = field(default_factory=SparkConf)
     filter: FilterConf = field(default_factory=FilterConf)
     train: TrainConf = field(default_factory=TrainConf)
+    sweep: SweepConf = field(default_factory=SweepConf)
     mlflow: MlflowConf = field(default_factory=MlflowConf)
 
     @property
@@ -168,7 +186,8 @@ class Config(_Validated):
 
 
 # The key prefix of each section, for messages ("train.epochs").
-_SECTIONS = {SparkConf: "spark", FilterConf: "filter", TrainConf: "train", MlflowConf: "mlflow", Config: ""}
+_SECTIONS = {SparkConf: "spark", FilterConf: "filter", TrainConf: "train", SweepConf: "sweep", MlflowConf: "mlflow",
+             Config: ""}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -201,6 +220,10 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         origin, args = get_origin(hint), get_args(hint)
     if origin is Literal:
         return value  # the choices are checked with the other rules (_Validated)
+    if origin is list:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{where}: expected a non-empty list, got {value!r}")
+        return list(value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -208,6 +231,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        if len(args) == 2 and args[1] is not str:  # e.g. the sweep's space: values kept as YAML gave them
+            return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
         # Spark reads "true"/"false": YAML's booleans would otherwise become "True"/"False".
         return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
     if hint is bool:

@@ -56,6 +56,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("train.learning_rate", "optimizer learning rate", "LR"),
     Option("train.features", "ids: id embeddings only; all: plus user and item features"),
     Option("train.temperature", "softmax temperature of the in-batch loss", "T"),
+    Option("train.item_bias", "learn a per-item bias added to the score (popularity-aware; exported as one "
+                              "more embedding dimension)"),
+    Option("train.popularity_prior", "add BETA * log(item's share of train clicks) to the score at scoring time",
+           "BETA"),
+    Option("train.validation_fraction", "share of train positives held out as the validation slice (0 = off; "
+                                        "a user's only positive stays in train)", "F"),
+    Option("train.early_stopping_patience", "stop after N epochs without a better validation metric, keep the best "
+                                            "epoch's weights (0 = never stop early)", "N"),
+    Option("train.validation_metric", "what early stopping and the sweep maximise, at K = max(train.ks)"),
+    Option("sweep.max_trials", "at most N trials", "N"),
+    Option("sweep.out", "where the sweep writes the best settings as a config file", "PATH"),
     Option("train.workers", "training processes: 1 = in the driver; N > 1 = N Spark barrier tasks, "
                             "each reading one shard, batch size / N rows per worker step", "N"),
     Option("train.gpu", "with --workers N: one GPU per worker (needs Spark GPU scheduling, "

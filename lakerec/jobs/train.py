@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cli.parser("train", "Train the two-tower retrieval model (Petastorm -> TFRS), evaluate it, log it to MLflow.",
                    ("train.epochs", "train.batch_size", "train.embedding_dim", "train.learning_rate", "train.features",
-                    "train.temperature", "train.workers", "train.gpu", "train.petastorm_cache"))
+                    "train.temperature", "train.item_bias", "train.popularity_prior", "train.validation_fraction",
+                    "train.early_stopping_patience", "train.validation_metric", "train.workers", "train.gpu",
+                    "train.petastorm_cache"))
     p.add_argument("--run-name", help="name of the run (and of its checkpoint folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),

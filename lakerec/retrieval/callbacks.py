@@ -97,7 +97,9 @@ class BestEpoch(tf.keras.callbacks.Callback):
         value = (logs or {}).get(self.key)
         if value is None or not math.isfinite(float(value)):
             return
-        if self.best is None or value > self.best:
+        # A tie counts as better: on a small slice equal values are common, and the later
+        # epoch has had more training.
+        if self.best is None or value >= self.best:
             self.best, self.best_epoch = float(value), epoch + 1
             self._weights = self.model.get_weights()
         elif self.patience and epoch + 1 - self.best_epoch >= self.patience:

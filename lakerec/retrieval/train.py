@@ -316,6 +316,8 @@ def run(
     protocol: str | None = None,
     callbacks: Sequence = (),
     evaluate_after: bool = True,
+    export_after: bool = True,
+    nested: bool = False,
 ) -> dict:
     """Train (or resume) a two-tower model on cfg.database's tables; export, register, evaluate.
 
@@ -331,7 +333,9 @@ def run(
             against the split the tables were written with).
         callbacks: extra Keras callbacks (run after each epoch's checkpoint is written); with
             `train.workers` > 1 they run in every worker (pickled into the Spark tasks).
-        evaluate_after: evaluate on test_interactions at the end.
+        evaluate_after: evaluate on test_interactions at the end (needs export_after).
+        export_after: export and register the model (a sweep's trials do not).
+        nested: open the MLflow run as a child of the active run (a sweep's trials).
 
     Returns:
         {"run_id", "run_name", "fit": FitResult, "model_version", "evaluation", "table"}.
@@ -361,12 +365,15 @@ def run(
     tracking.configure(cfg)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     start_kwargs = {"run_id": resumed["run_id"]} if resume else {"run_name": run_name}
+    if nested:
+        start_kwargs["nested"] = True
+    evaluate_after = evaluate_after and export_after
     with mlflow.start_run(**start_kwargs) as active:
         run_id = active.info.run_id
         state = {"run_id": run_id, "database": cfg.database, "protocol": protocol, "finished": False,
                  "train": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(tc).items()}}
         _write_state(ckpt_dir, state)
-        mlflow.set_tags({**tracking.provenance_tags(spark, cfg), tracking.TAG_STAGE: "train",
+        mlflow.set_tags({**tracking.provenance_tags(spark, cfg), tracking.TAG_STAGE: "train" if export_after else "sweep-trial",
                          tracking.TAG_RUN_NAME: run_name})
         if not resume:
             mlflow.log_params(_run_params(cfg, inputs, protocol))
@@ -376,7 +383,9 @@ def run(
 
         model, fit_result = fit(spark, cfg, inputs, ckpt_dir, resume=resume, callbacks=callbacks)
         history = _log_fit(run_id, run_name, tc, fit_result)
-        item_ids, version = export_model(cfg, model, inputs)
+        version = None
+        if export_after:
+            item_ids, version = export_model(cfg, model, inputs)
         with tempfile.TemporaryDirectory(prefix="lakerec-plots-") as tmp:
             mlflow.log_artifact(str(plots.training_curves(history, Path(tmp) / "training_curves.png")), "plots")
         result = text = None
