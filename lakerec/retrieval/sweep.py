@@ -68,6 +68,15 @@ def trials(sc: SweepConf) -> list[dict[str, Any]]:
     return grid[:sc.max_trials]
 
 
+def given_train_keys(cfg: Config, base_conf: str | Path | None) -> dict[str, Any]:
+    """The train keys where cfg differs from its base file (what flags and --set changed)."""
+    from lakerec.config import load_config
+
+    base = dataclasses.asdict(load_config(base_conf).train)
+    return {k: v for k, v in dataclasses.asdict(cfg.train).items()
+            if base.get(k) != v and k not in ("checkpoint_dir", "petastorm_cache", "workers", "gpu")}
+
+
 def overlay(base_conf: str | Path | None, best: Mapping[str, Any]) -> dict:
     """The base config file's mapping with the best train keys set (what the overlay file holds)."""
     path = Path(base_conf) if base_conf else DEFAULT_CONF
@@ -138,11 +147,12 @@ def run(spark, cfg: Config, *, base_conf: str | Path | None = None, run_name: st
         if not scored:
             raise ConfigError("no trial produced a validation score: is the validation slice empty?")
         best = max(scored, key=lambda r: r["score"])
-        # The best epoch becomes the epoch count, so the overlay trains what was measured
-        # (early stopping stays on and may stop it there again).
-        chosen = {**best["settings"]}
-        if best["best_epoch"]:
-            chosen.setdefault("epochs", best["best_epoch"])
+        # What the trials shared beyond the base file (flags, --set), then the best trial's
+        # keys; its best epoch becomes the epoch count, so the overlay trains what was
+        # measured (early stopping stays on and may stop it there again).
+        chosen = {**given_train_keys(cfg, base_conf), **best["settings"]}
+        if best["best_epoch"] and "epochs" not in best["settings"]:
+            chosen["epochs"] = best["best_epoch"]
         header = (f"# Written by the sweep {run_name} (MLflow run {parent.info.run_id}): the base config "
                   f"{Path(base_conf) if base_conf else DEFAULT_CONF} with the best of {len(results)} trials,\n"
                   f"# {key} = {best['score']:.4f} on the validation slice. Use with --conf {out_path}\n")
