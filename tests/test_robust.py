@@ -4,6 +4,7 @@ guarantee against most-popular, and the sweep (child runs, a loadable overlay)."
 from __future__ import annotations
 
 import numpy as np
+import yaml
 import pytest
 
 from lakerec.config import load_config, override
@@ -143,5 +144,8 @@ def test_sweep_logs_child_runs_and_writes_a_loadable_overlay(spark, base_cfg, tm
     assert loaded.train.learning_rate == best["settings"]["learning_rate"]
     assert loaded.train.batch_size == 256 and loaded.filter.min_item_count == 5  # the base file's keys kept
     assert loaded.train.epochs == best["best_epoch"]
+    written = yaml.safe_load(out["overlay"].read_text())["train"]
+    assert "validation_fraction" in written and "ks" in written  # what the trials shared beyond the base file
+    assert "shuffle_buffer" in written and written.get("learning_rate") != 0.05  # defaults are left out
     parent = client.get_run(out["run_id"])
     assert parent.data.metrics["best_validation/recall_at_20"] == pytest.approx(best["score"])

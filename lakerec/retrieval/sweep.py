@@ -83,7 +83,9 @@ def overlay(base_conf: str | Path | None, best: Mapping[str, Any]) -> dict:
     data = yaml.safe_load(path.read_text()) or {}
     train = dict(data.get("train") or {})
     train.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in best.items()})
-    data["train"] = train
+    # A config file holds only what differs from the defaults (a default value is left out).
+    defaults = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(TrainConf()).items()}
+    data["train"] = {k: v for k, v in train.items() if defaults.get(k) != v}
     return data
 
 
