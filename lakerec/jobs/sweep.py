@@ -24,7 +24,8 @@ def build_parser():
     p = cli.parser("sweep", "Grid or random search over training settings, scored on the validation slice.",
                    ("train.epochs", "train.batch_size", "train.features", "train.validation_fraction",
                     "train.validation_metric", "sweep.max_trials", "sweep.out"))
-    p.add_argument("--sweep", metavar="FILE", help="YAML with the search (space, method, metric, max_trials, seed, out)")
+    p.add_argument("--sweep", metavar="FILE",
+                   help="YAML with the search (space, method, metric, max_trials, seed, out)")
     p.add_argument("--run-name", help="name of the parent run (default sweep-<UTC time>)")
     return p
 

@@ -373,7 +373,8 @@ def run(
         state = {"run_id": run_id, "database": cfg.database, "protocol": protocol, "finished": False,
                  "train": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(tc).items()}}
         _write_state(ckpt_dir, state)
-        mlflow.set_tags({**tracking.provenance_tags(spark, cfg), tracking.TAG_STAGE: "train" if export_after else "sweep-trial",
+        stage = "train" if export_after else "sweep-trial"  # a trial logs no model: evaluate must not pick it
+        mlflow.set_tags({**tracking.provenance_tags(spark, cfg), tracking.TAG_STAGE: stage,
                          tracking.TAG_RUN_NAME: run_name})
         if not resume:
             mlflow.log_params(_run_params(cfg, inputs, protocol))
