@@ -222,6 +222,27 @@ def field_type(key: str) -> Any:
     return hint
 
 
+def check_value(key: str, value: Any) -> Any:
+    """One setting's value coerced and checked against its field's rule, as building a config would.
+
+    Lets a command-line flag refuse a bad value while arguments are parsed, with the same
+    message a config file would get.
+
+    Raises:
+        ConfigError: `--epochs or train.epochs must be a positive integer, got 0`.
+    """
+    section, _, name = key.rpartition(".")
+    cls = next((c for c, prefix in _SECTIONS.items() if prefix == section), None)
+    if cls is None or name not in {f.name for f in fields(cls)}:
+        raise ConfigError(f"unknown config key {key!r}")
+    hint = get_type_hints(cls)[name]
+    value = _coerce(hint, value, key)
+    problem = _check(hint, next(f for f in fields(cls) if f.name == name).metadata, value)
+    if problem:
+        raise ConfigError(f"{describe(key)} must be {problem}, got {value!r}")
+    return value
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
     """`KEY=VALUE` from `--set`: the value is read as YAML (`0.5`, `true`, `[128, 64]`, `null`)."""
     key, sep, raw = text.partition("=")

@@ -38,12 +38,11 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def body():
-        from lakerec.config import load_config, override
         from lakerec.retrieval import train
         from lakerec.retrieval.protocols import apply_protocol
 
         # The protocol's settings first, then the flags and --set on top of them.
-        cfg = override(apply_protocol(load_config(args.conf), args.protocol), cli.given_values(args))
+        cfg = cli.config_from_args(args, preset=lambda base: apply_protocol(base, args.protocol))
         if args.resume and args.protocol:
             raise ConfigError("--resume continues a run with its own settings: drop --protocol")
         spark = get_spark(cfg)
