@@ -365,9 +365,10 @@ def read_side_files(spark: SparkSession, ratings_path: str | Path) -> SideFiles:
     users_path, movies_path = p.parent / USERS_FILE[sep], p.parent / MOVIES_FILE[sep]
     missing = [q.name for q in (users_path, movies_path) if not q.is_file()]
     if missing:
-        log.warning("%s not found beside %s: %s side features are 0 (train with --features ids, or put the "
-                    "file(s) from the GroupLens zip there)", " and ".join(missing), p.name,
-                    "user and item" if len(missing) == 2 else "user" if users_path.name in missing else "item")
+        towers = "user and item" if len(missing) == 2 else "user" if users_path.name in missing else "item"
+        log.warning("%s not found beside %s: %s side features are 0%s (the GroupLens zip holds %s)",
+                    " and ".join(missing), p.name, towers, "; train with --features ids" if len(missing) == 2 else "",
+                    "them" if len(missing) == 2 else "it")
     users = read_users(spark, users_path, sep).cache() if users_path.is_file() else None
     movies = read_movies(spark, movies_path, sep).cache() if movies_path.is_file() else None
     if movies is not None:
