@@ -28,6 +28,19 @@ def test_seen_items_index_distinct_warm_pairs_per_user():
     rows, items = seen.entries([9, 5, 7])
     assert list(zip(rows.tolist(), items.tolist())) == [(0, 3), (2, 1), (2, 2)]
     assert seen.contains([7, 7, 3, 5], [1, 3, 4, 4]).tolist() == [True, False, True, False]
+    # A user's test positives stay in their ranking: user 7 tests on item 2, user 9 on item 5 (unseen).
+    kept = SeenItems.from_pairs([7, 7, 7, 3, 9, 9], [2, 2, 1, 4, 0, 3], kept=([7, 9], [2, 5]))
+    assert kept.counts([7, 3, 9]).tolist() == [1, 1, 1] and kept.entries([7])[1].tolist() == [1]
+
+
+def test_repeated_positives_of_one_user_keep_distinct_ranks():
+    # User 1 trained on items 1, 2, 3 and tests on items 1 and 3 again: only item 2 leaves the list,
+    # so items 3 (score 3) and 1 (score 2) take ranks 0 and 1, and NDCG@2 is exactly 1, not above.
+    seen = SeenItems.from_pairs([1, 1, 1], [1, 2, 3], kept=([1, 1], [1, 3]))
+    ranks = ModelRanker(CANDIDATES).ranks(np.array([Q, Q], np.float32), np.array([1, 3]),
+                                          seen.entries(np.array([1, 1])))
+    assert ranks.tolist() == [1, 0]
+    assert M.ndcg_at_k(np.array([1, 1]), ranks, 2) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("max_cells", [1 << 20, 2])  # one block, and one item per block
@@ -112,23 +125,26 @@ def test_als_ranks_rows_by_factors_and_cold_users_by_most_popular():
 
 def test_evaluate_excludes_seen_items_for_every_method_and_marks_the_table():
     rows = _hand_rows()
-    seen = SeenItems.from_pairs([1, 1], [3, 2])
+    # User 1 trained on items 3 and 2 and tests on items 1 and 3: item 2 leaves the list, item 3 stays.
+    seen = SeenItems.from_pairs([1, 1], [3, 2], kept=(rows["user_index"], rows["item_index"]))
     rows["model"] = ModelRanker(CANDIDATES).ranks(np.array([Q, Q, [0, 1], [1, 0]], np.float32), rows["item_index"],
                                                   seen.entries(rows["user_index"]))
-    # Model: user 1 without items 2, 3: item 1 at 0, item 3 (repeat) at 0; user 2 ([0, 1]):
-    # item 2 ties item 3 at 1 -> 0; cold user ([1, 0]) scores item 4 -1, three above it -> 3.
-    assert rows["model"].tolist() == [0, 0, 0, 3]
+    # Model: user 1 without item 2: item 3 at 0, item 1 at 1; user 2 ([0, 1]): item 2 ties item 3
+    # at 1 -> 0; cold user ([1, 0]) scores item 4 -1, three above it -> 3.
+    assert rows["model"].tolist() == [1, 0, 0, 3]
     catalogue = Catalogue(item_ids=np.array([0, 101, 102, 103, 104]), train_counts=np.array([0, 5, 9, 5, 1]))
     factors = Factors.from_arrays([1], [Q], [1, 2, 3], CANDIDATES[1:4], num_users=3, num_items=5)
     result = evaluate(rows, catalogue, ks=(1, 2), seed=0, seen=seen, als=factors)
     assert result["exclude_seen"] and result["methods"] == ["model", "als", "most-popular", "random"]
     m = result["metrics"]
-    assert m["warm"]["model"]["recall@1"] == pytest.approx(1.0)
-    # Most-popular list 2, 1, 3, 4; user 1 without 2, 3: item 1 at 0, item 3 at 1 -> recall@1 1/2;
-    # user 2: item 2 at 0. Warm = queries 11 and 22: (1/2 + 1) / 2.
+    # Warm = queries 11 (items 1, 3) and 22 (item 2): (1/2 + 1) / 2.
+    assert m["warm"]["model"]["recall@1"] == pytest.approx(0.75)
+    # Most-popular list 2, 1, 3, 4; user 1 without 2: item 1 at 0, item 3 at 1 -> 1/2; user 2: item 2 at 0.
     assert m["warm"]["most-popular"]["recall@1"] == pytest.approx(0.75)
+    assert m["warm"]["most-popular"]["recall@2"] == pytest.approx(1.0)  # without exclusion item 3 is at 2
     # ALS: user 1 as the model (item 4 has no factor); user 2 has no factor -> most-popular (0).
-    assert m["warm"]["als"]["recall@1"] == pytest.approx(1.0)
+    assert m["warm"]["als"]["recall@1"] == pytest.approx(0.75)
+    assert m["warm"]["als"]["ndcg@2"] == pytest.approx(1.0)
     # Cold user: ALS falls back to most-popular, whose list puts item 4 last (rank 3).
     assert m["cold-start"]["als"]["top2_accuracy"] == pytest.approx(0.0)
     assert result["als_fallback_rows"] == {"all": 2, "warm": 1, "cold-start": 1}

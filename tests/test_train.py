@@ -266,6 +266,9 @@ def test_excluding_seen_items_only_lifts_the_ranks(spark, trained):
     # Planted users click their topic's ~20 items again and again: most test positives are repeats,
     # which stay ranked; the most-popular list without a user's own items is strictly better.
     assert result["metrics"]["warm"]["most-popular"]["recall@10"] > out["evaluation"]["metrics"]["warm"]["most-popular"]["recall@10"]
+    # One list per user (their test positives stay in it): NDCG stays a share of the ideal.
+    assert all(v[f"ndcg@{k}"] <= 1.0 + 1e-9 for by in result["metrics"].values() for v in by.values()
+               for k in cfg.train.ks)
 
 
 def test_recommend_excluding_seen_items_is_the_full_ranking_without_them(spark, trained):

@@ -95,10 +95,12 @@ def fit(spark, train_df, settings, num_users: int, num_items: int) -> Factors:
               userCol="user_index", itemCol="item_index", ratingCol="rating")
     model = als.fit(ratings)
 
-    def collect(frame):
-        got = frame.collect()
-        return (np.array([r["id"] for r in got], dtype=np.int64),
-                np.array([r["features"] for r in got], dtype=np.float32).reshape(len(got), settings.als_rank))
+    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+
+    def collect(frame):  # catalogue-sized (one vector per user or item): through Arrow
+        got = frame.toPandas()
+        vectors = np.stack(got["features"].to_numpy()) if len(got) else np.zeros((0, settings.als_rank))
+        return got["id"].to_numpy(dtype=np.int64), vectors.astype(np.float32)
 
     users, items = collect(model.userFactors), collect(model.itemFactors)
     factors = Factors.from_arrays(*users, *items, num_users, num_items, time.monotonic() - start)

@@ -22,13 +22,15 @@ For each test row the positive item is ranked against every item of the vocabula
 A positive outside the vocabulary (a cold item, index 0) cannot be retrieved by any
 method: rank MISS. Rows of cold users or cold items are also reported on their own.
 
-Excluding seen items (`seen`, evaluate.exclude_seen): every method ranks, for each row, the
-catalogue minus the items its user had in train_interactions. A seen item is never a hit
-and never pushes the test item down; rank = #{unseen items scored strictly higher than the
-positive}. A test positive the user already had in train (a repeat) is still ranked, against
-the unseen items: it is not removed from its own row's ranking (and for random, from its
-query's list). Cold users have no seen items. Computed by subtracting, per row, the number of
-the user's seen items that score strictly higher, read from the same score matrix.
+Excluding seen items (`seen`, evaluate.exclude_seen): every method ranks, for each user, the
+catalogue minus the items the user had in train_interactions, except the user's own test
+positives: one list per user (so a query's positives keep distinct ranks, NDCG stays <= 1).
+A seen item is never a hit and never pushes a test item down; rank = #{items left in the
+list scored strictly higher than the positive}. A test positive the user already had in
+train (a repeat) is still ranked, against the unseen items (and the user's other test
+positives, as without exclusion). Cold users have no seen items. Computed by subtracting,
+per row, the number of the user's excluded items that score strictly higher, read from the
+same score matrix, so the ranks stay exact.
 
 `evaluate(...)` is a pure function returning a dict; `format_table` renders it.
 """
@@ -83,13 +85,24 @@ class SeenItems:
     items: np.ndarray
 
     @classmethod
-    def from_pairs(cls, user_keys, item_index) -> "SeenItems":
-        """From (user, item) training pairs; repeats and OOV items (index <= 0) are dropped."""
-        users = np.asarray(user_keys, dtype=np.int64)
-        items = np.asarray(item_index, dtype=np.int64)
-        keep = items > 0
-        pairs = np.unique(np.stack([users[keep], items[keep]], axis=1), axis=0) if keep.any() \
-            else np.zeros((0, 2), np.int64)
+    def from_pairs(cls, user_keys, item_index, kept: tuple | None = None) -> "SeenItems":
+        """From (user, item) training pairs; repeats and OOV items (index <= 0) are dropped.
+
+        Args:
+            user_keys, item_index: the training pairs.
+            kept: (user keys, item indices) of pairs that stay in the ranking although seen:
+                the users' test positives (the rule in the module doc).
+        """
+        def distinct(u, i):
+            u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
+            warm = i > 0
+            return np.unique(np.stack([u[warm], i[warm]], axis=1), axis=0) if warm.any() else np.zeros((0, 2), np.int64)
+
+        pairs = distinct(user_keys, item_index)
+        if kept is not None and len(pairs):
+            both = np.concatenate([pairs, distinct(*kept)])
+            _, inverse, counts = np.unique(both, axis=0, return_inverse=True, return_counts=True)
+            pairs = pairs[counts[inverse.reshape(-1)[:len(pairs)]] == 1]  # train pairs not among the kept
         keys, starts = np.unique(pairs[:, 0], return_index=True)
         return cls(keys, np.append(starts, len(pairs)).astype(np.int64), pairs[:, 1].copy())
 
@@ -304,7 +317,7 @@ def collect_ranks(
         batches: feature dicts with query_columns and query_key, item_id, item_index,
             is_cold_user, is_cold_item, user_index.
         max_cells: memory bound of one score block.
-        seen: each user's training items (by user_index), left out of each row's ranking;
+        seen: the items left out of each user's ranking (by user_index; see the module doc);
             None: the whole catalogue.
 
     Returns:
@@ -320,8 +333,10 @@ def collect_ranks(
             entries = None if seen is None else seen.entries(np.asarray(batch["user_index"]))
             parts["model"].append(ranker.ranks(q, np.asarray(batch["item_index"]), entries))
             for k in keep:
-                parts[k].append(np.asarray(batch[k]))
-    return {k: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) for k, v in parts.items()}
+                if k in batch:  # user_index: needed only to exclude seen items and for ALS
+                    parts[k].append(np.asarray(batch[k]))
+    return {k: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) for k, v in parts.items()
+            if v or k != "user_index"}
 
 
 def evaluate(rows: dict[str, np.ndarray], catalogue: Catalogue, ks=(10, 50, 100), seed: int = 42, *,
@@ -334,8 +349,9 @@ def evaluate(rows: dict[str, np.ndarray], catalogue: Catalogue, ks=(10, 50, 100)
         catalogue: item ids and training counts by index.
         ks: cut-offs for recall@K, NDCG@K and top-K accuracy.
         seed: the random baseline's seed.
-        seen: each user's training items (by user_index): excluded from every baseline's
-            ranking (see the module doc); None: rank the whole catalogue.
+        seen: the items to leave out of each user's ranking (by user_index; the user's
+            training items except their test positives, see the module doc), for every
+            baseline; None: rank the whole catalogue.
         als: lakerec.retrieval.als.Factors for the ALS baseline; None: no ALS line.
         max_cells: memory bound of one ALS score block.
 

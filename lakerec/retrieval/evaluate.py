@@ -63,16 +63,25 @@ def run_protocol(run_id: str) -> str | None:
     return None if value in (None, "none") else value
 
 
-def seen_items(train_df, key: str = "user_index"):
-    """Each user's distinct training items (catalogue_ranks.SeenItems), keyed by `key`."""
+def seen_items(train_df, test_df=None, key: str = "user_index"):
+    """The items to leave out of each user's ranking (catalogue_ranks.SeenItems), keyed by `key`.
+
+    Args:
+        train_df: train_interactions: every distinct (user, item) pair is seen.
+        test_df: test_interactions, for an evaluation: a user's test positives stay in their
+            ranking even if seen (catalogue_ranks' rule); None (recommendations): drop all.
+        key: the user column (user_index; user_id for recommendations).
+    """
     from pyspark.sql import functions as F
 
     from lakerec.retrieval.catalogue_ranks import SeenItems
 
-    spark = train_df.sparkSession
-    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    pairs = train_df.where(F.col("item_index") > 0).select(key, "item_index").distinct().toPandas()
-    return SeenItems.from_pairs(pairs[key].to_numpy(), pairs["item_index"].to_numpy())
+    def pairs(df):  # distinct pairs: at most the table's rows, two integers each, through Arrow
+        out = df.where(F.col("item_index") > 0).select(key, "item_index").distinct().toPandas()
+        return out[key].to_numpy(), out["item_index"].to_numpy()
+
+    train_df.sparkSession.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+    return SeenItems.from_pairs(*pairs(train_df), kept=None if test_df is None else pairs(test_df))
 
 
 def run(spark, cfg: Config, run_id: str | None = None, *, catalogue=None, tables: dict | None = None,
@@ -114,7 +123,7 @@ def run(spark, cfg: Config, run_id: str | None = None, *, catalogue=None, tables
     start = time.monotonic()
     train_df = tables[T.TRAIN_INTERACTIONS.name]
     excluding = exclude_seen(spark, cfg, run_protocol(run_id))
-    seen = seen_items(train_df) if excluding else None
+    seen = seen_items(train_df, test) if excluding else None
     factors = None
     if cfg.evaluate.als:
         from lakerec.retrieval import als
@@ -159,6 +168,8 @@ def log_evaluation(run_id: str, result: dict, text: str, train_counts) -> None:
     ]
     with tracking.in_run(run_id):
         mlflow.log_metrics(catalogue_ranks.flat_metrics(result))
+        mlflow.set_tag("lakerec.evaluation", f"exclude_seen={str(result.get('exclude_seen', False)).lower()} "
+                                             f"als={'als' in result}".lower())
         if "als" in result:
             mlflow.log_metric("test/als_fit_seconds", result["als"]["fit_seconds"])
         mlflow.log_text(text, "evaluation/evaluation.txt")
