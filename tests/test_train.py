@@ -255,6 +255,7 @@ def test_excluding_seen_items_only_lifts_the_ranks(spark, trained):
     from lakerec.retrieval import evaluate
 
     cfg, _, out = trained
+    assert evaluate.run_protocol(out["run_id"]) is None  # no protocol: the auto rule reads the tables
     result, table = evaluate.run(spark, override(cfg, evaluate__exclude_seen=True), out["run_id"],
                                  log_to_mlflow=False)
     assert result["exclude_seen"] and "training items excluded" in table.splitlines()[0]
