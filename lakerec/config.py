@@ -113,6 +113,23 @@ class TrainConf(_Validated):
 
 
 @dataclass(frozen=True)
+class EvaluateConf(_Validated):
+    # Drop each user's training items from their ranking (metrics and recommendations).
+    # None: auto = on for MovieLens tables (train_interactions carries the table property
+    # lakerec.split that lakerec.jobs.movielens writes), off otherwise (Ali-CCP: a user can
+    # click an item again) and off for runs of the tfrs-tutorial protocol.
+    exclude_seen: bool | None = None
+    # The Spark ALS baseline (pyspark.ml.recommendation.ALS, implicit feedback) in every table.
+    als: bool = True
+    als_rank: int = field(default=64, metadata=POSITIVE)
+    als_reg_param: float = field(default=1.0, metadata=NON_NEGATIVE)
+    als_alpha: float = field(default=40.0, metadata=NON_NEGATIVE)
+    als_max_iter: int = field(default=15, metadata=POSITIVE)
+    als_seed: int = 42
+    als_blocks: int = field(default=4, metadata=POSITIVE)  # user and item blocks (Spark tasks per ALS step)
+
+
+@dataclass(frozen=True)
 class MlflowConf(_Validated):
     tracking_uri: str | None = None  # None: sqlite:///<lake>/mlflow.db
     experiment: str = "lakerec"
@@ -128,6 +145,7 @@ class Config(_Validated):
     spark: SparkConf = field(default_factory=SparkConf)
     filter: FilterConf = field(default_factory=FilterConf)
     train: TrainConf = field(default_factory=TrainConf)
+    evaluate: EvaluateConf = field(default_factory=EvaluateConf)
     mlflow: MlflowConf = field(default_factory=MlflowConf)
 
     @property
@@ -147,7 +165,8 @@ class Config(_Validated):
 
 
 # The key prefix of each section, for messages ("train.epochs").
-_SECTIONS = {SparkConf: "spark", FilterConf: "filter", TrainConf: "train", MlflowConf: "mlflow", Config: ""}
+_SECTIONS = {SparkConf: "spark", FilterConf: "filter", TrainConf: "train", EvaluateConf: "evaluate",
+             MlflowConf: "mlflow", Config: ""}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -3,6 +3,7 @@
     python -m lakerec.jobs.train [--conf PATH] [--lake DIR] [--database DB] [--epochs E]
         [--batch-size B] [--embedding-dim D] [--features ids|all] [--run-name NAME]
         [--resume] [--protocol tfrs-tutorial] [--workers N [--gpu]] [--petastorm-cache URL]
+        [--exclude-seen | --no-exclude-seen] [--no-als]
 
 Reads train_interactions through Petastorm, checkpoints every epoch under
 <lake>/checkpoints/<run name>, logs the run to MLflow (params, per-epoch loss, the
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cli.parser("train", "Train the two-tower retrieval model (Petastorm -> TFRS), evaluate it, log it to MLflow.",
                    ("train.epochs", "train.batch_size", "train.embedding_dim", "train.learning_rate", "train.features",
-                    "train.temperature", "train.workers", "train.gpu", "train.petastorm_cache"))
+                    "train.temperature", "train.workers", "train.gpu", "train.petastorm_cache",
+                    "evaluate.exclude_seen", "evaluate.als"))
     p.add_argument("--run-name", help="name of the run (and of its checkpoint folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
