@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Any, Callable, Literal, get_args, get_origin
 
-from lakerec.config import Config, field_type, load_config, parse_assignment
-from lakerec.errors import LakeRecError
+from lakerec.config import Config, check_value, field_type, load_config, override, parse_assignment
+from lakerec.errors import ConfigError, LakeRecError
 from lakerec.options import BY_KEY, COMMON, OPTIONS
 
 
@@ -75,8 +75,24 @@ def add_options(p: argparse.ArgumentParser, keys) -> None:
             if get_origin(hint) is Literal:
                 kwargs["choices"], kwargs["metavar"] = get_args(hint), None
             elif hint in (int, float):
-                kwargs["type"] = hint
+                kwargs["type"] = _checked(key, hint)
         p.add_argument(option.flag, **kwargs)
+
+
+def _checked(key: str, hint: type) -> Callable[[str], Any]:
+    """An argparse type: the text as `hint`, checked against the key's config rule."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check_value(key, hint(text))
+        except ValueError:
+            kind = "a whole number" if hint is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = hint.__name__  # argparse names the type in its messages
+    return parse
 
 
 def given_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,9 +104,17 @@ def given_values(args: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The config file of --conf with the command line's values on top (validated)."""
-    return load_config(args.conf, given_values(args))
+def config_from_args(args: argparse.Namespace, preset: Callable[[Config], Config] | None = None) -> Config:
+    """The config file of --conf with the command line's values on top (validated).
+
+    Args:
+        args: the parsed flags.
+        preset: applied to the file's config before the command line (a training protocol),
+            so flags and --set still win over it.
+    """
+    if preset is None:
+        return load_config(args.conf, given_values(args))
+    return override(preset(load_config(args.conf)), given_values(args))
 
 
 def _analysis_message(e: Exception) -> str | None:

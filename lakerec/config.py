@@ -151,6 +151,23 @@ class SweepConf(_Validated):
 
 
 @dataclass(frozen=True)
+class EvaluateConf(_Validated):
+    # Drop each user's training items from their ranking (metrics and recommendations).
+    # None: auto = on for MovieLens tables (train_interactions carries the table property
+    # lakerec.split that lakerec.jobs.movielens writes), off otherwise (Ali-CCP: a user can
+    # click an item again) and off for runs of the tfrs-tutorial protocol.
+    exclude_seen: bool | None = None
+    # The Spark ALS baseline (pyspark.ml.recommendation.ALS, implicit feedback) in every table.
+    als: bool = True
+    als_rank: int = field(default=64, metadata=POSITIVE)
+    als_reg_param: float = field(default=1.0, metadata=NON_NEGATIVE)
+    als_alpha: float = field(default=40.0, metadata=NON_NEGATIVE)
+    als_max_iter: int = field(default=15, metadata=POSITIVE)
+    als_seed: int = 42
+    als_blocks: int = field(default=4, metadata=POSITIVE)  # user and item blocks (Spark tasks per ALS step)
+
+
+@dataclass(frozen=True)
 class MlflowConf(_Validated):
     tracking_uri: str | None = None  # None: sqlite:///<lake>/mlflow.db
     experiment: str = "lakerec"
@@ -166,6 +183,7 @@ class Config(_Validated):
     spark: SparkConf = field(default_factory=SparkConf)
     filter: FilterConf = field(default_factory=FilterConf)
     train: TrainConf = field(default_factory=TrainConf)
+    evaluate: EvaluateConf = field(default_factory=EvaluateConf)
     sweep: SweepConf = field(default_factory=SweepConf)
     mlflow: MlflowConf = field(default_factory=MlflowConf)
 
@@ -186,8 +204,8 @@ class Config(_Validated):
 
 
 # The key prefix of each section, for messages ("train.epochs").
-_SECTIONS = {SparkConf: "spark", FilterConf: "filter", TrainConf: "train", SweepConf: "sweep", MlflowConf: "mlflow",
-             Config: ""}
+_SECTIONS = {SparkConf: "spark", FilterConf: "filter", TrainConf: "train", EvaluateConf: "evaluate",
+             SweepConf: "sweep", MlflowConf: "mlflow", Config: ""}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -266,6 +284,27 @@ def field_type(key: str) -> Any:
     if args and type(None) in args and get_origin(hint) is not Literal:
         hint = next(a for a in args if a is not type(None))
     return hint
+
+
+def check_value(key: str, value: Any) -> Any:
+    """One setting's value coerced and checked against its field's rule, as building a config would.
+
+    Lets a command-line flag refuse a bad value while arguments are parsed, with the same
+    message a config file would get.
+
+    Raises:
+        ConfigError: `--epochs or train.epochs must be a positive integer, got 0`.
+    """
+    section, _, name = key.rpartition(".")
+    cls = next((c for c, prefix in _SECTIONS.items() if prefix == section), None)
+    if cls is None or name not in {f.name for f in fields(cls)}:
+        raise ConfigError(f"unknown config key {key!r}")
+    hint = get_type_hints(cls)[name]
+    value = _coerce(hint, value, key)
+    problem = _check(hint, next(f for f in fields(cls) if f.name == name).metadata, value)
+    if problem:
+        raise ConfigError(f"{describe(key)} must be {problem}, got {value!r}")
+    return value
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

@@ -74,6 +74,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("train.petastorm_cache", "where Petastorm materialises the training rows; with workers on several "
                                     "machines, storage they all read, e.g. file:///dbfs/tmp/lakerec/petastorm_cache",
            "URL"),
+    Option("evaluate.exclude_seen", "drop each user's training items from their ranking and recommendations "
+                                    "(default: on for MovieLens tables, off for Ali-CCP)"),
+    Option("evaluate.als", "the Spark ALS baseline in the evaluation table (--no-als: skip it)"),
 )
 
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}

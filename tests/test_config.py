@@ -137,3 +137,13 @@ def test_a_bad_set_ends_in_one_line_before_spark_starts(capsys):
 def test_option_names_are_what_notebooks_and_flags_share():
     assert options.BY_NAME["epochs"].key == "train.epochs" and options.BY_NAME["epochs"].flag == "--epochs"
     assert options.describe("train.seed") == "train.seed"  # no flag: reachable with --set
+
+
+def test_a_flag_is_checked_by_its_config_rule_while_arguments_are_parsed(capsys):
+    p = cli.parser("train", "test", ("train.epochs", "train.temperature"))
+    for argv, message in ((["--epochs", "0"], "--epochs or train.epochs must be a positive integer, got 0"),
+                          (["--temperature", "-1"], "--temperature or train.temperature must be > 0, got -1.0"),
+                          (["--epochs", "two"], "expected a whole number, got 'two'")):
+        with pytest.raises(SystemExit):
+            p.parse_args(argv)
+        assert message in capsys.readouterr().err

@@ -251,14 +251,18 @@ FAST_TRAIN = dict(
 )
 
 
+# A small, quick ALS baseline for the same tables (80 items, 4 topics): seconds, not the demo's fit.
+FAST_EVALUATE = dict(evaluate__als_rank=8, evaluate__als_max_iter=5, evaluate__als_blocks=2)
+
+
 def planted_database(spark, base_cfg, name: str):
-    """A fresh database `<name>_<pid>` holding the planted tables, FAST_TRAIN settings and its
-    own registered model name; returns (cfg, planted)."""
+    """A fresh database `<name>_<pid>` holding the planted tables, FAST_TRAIN and FAST_EVALUATE
+    settings and its own registered model name; returns (cfg, planted)."""
     import os
 
     from lakerec.config import override
 
     cfg = override(base_cfg, database=f"{name}_{os.getpid()}",
-                   mlflow__registered_model=f"two-tower-{name}-{os.getpid()}", **FAST_TRAIN)
+                   mlflow__registered_model=f"two-tower-{name}-{os.getpid()}", **FAST_TRAIN, **FAST_EVALUATE)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
     return cfg, write_planted_tables(spark, cfg)

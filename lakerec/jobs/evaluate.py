@@ -1,10 +1,12 @@
-"""Evaluate a training run's model on test_interactions against most-popular and random.
+"""Evaluate a training run's model on test_interactions against ALS, most-popular and random.
 
     python -m lakerec.jobs.evaluate [--conf PATH] [--lake DIR] [--database DB] [--run-id ID]
+        [--exclude-seen | --no-exclude-seen] [--no-als]
 
 Full-catalogue retrieval (exact, every vocabulary item), recall@K and NDCG@K and TFRS's
-top-K categorical accuracy for K in `train.ks`, cold-start rows on their own line. The
-table is printed and logged into the run (metrics, evaluation/, plots/).
+top-K categorical accuracy for K in `train.ks`, cold-start rows on their own line. With
+--exclude-seen (default: on for MovieLens tables) each user's training items are left out
+of their ranking. The table is printed and logged into the run (metrics, evaluation/, plots/).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from lakerec.spark import get_spark
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = cli.parser("evaluate", "Evaluate a trained model against the most-popular and random baselines.")
+    p = cli.parser("evaluate", "Evaluate a trained model against the ALS, most-popular and random baselines.",
+                   ("evaluate.exclude_seen", "evaluate.als"))
     p.add_argument("--run-id", help="MLflow run id of a training run (default: the newest finished one)")
     p.add_argument("--no-log", action="store_true", help="print only; do not log into the run")
     args = p.parse_args(argv)

@@ -1,10 +1,12 @@
 """Write the top-K items of every vocabulary user to the Delta table `recommendations`.
 
     python -m lakerec.jobs.recommend [--conf PATH] [--lake DIR] [--database DB] [--k 100] [--run-id ID]
+        [--exclude-seen | --no-exclude-seen]
 
 Uses the exported model of a training run (default: the newest finished one): the query
 tower on each user's latest context and an exact index over all items. Columns:
-user_id, rank (1 = best), item_id, score, run_id.
+user_id, rank (1 = best), item_id, score, run_id. --exclude-seen (default: on for MovieLens
+tables) never recommends a user an item they had in train_interactions.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from lakerec.spark import get_spark
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = cli.parser("recommend", "Top-K items per user from a trained model, into the recommendations table.")
+    p = cli.parser("recommend", "Top-K items per user from a trained model, into the recommendations table.",
+                   ("evaluate.exclude_seen",))
     p.add_argument("--k", type=cli.positive_int, default=100, help="items per user (default 100)")
     p.add_argument("--run-id", help="MLflow run id of a training run (default: the newest finished one)")
     args = p.parse_args(argv)
@@ -25,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = cli.config_from_args(args)
         out = recommend.run(get_spark(cfg), cfg, args.k, args.run_id)
         print(f"{out['rows']:,} recommendations for {out['users']:,} users -> {out['table']} "
-              f"(version {out['version']}, run {out['run_id']})")
+              f"(version {out['version']}, run {out['run_id']}, "
+              f"seen items {'excluded' if out['exclude_seen'] else 'kept'})")
 
     cli.run_main("recommend", body)
 

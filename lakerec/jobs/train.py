@@ -3,6 +3,7 @@
     python -m lakerec.jobs.train [--conf PATH] [--lake DIR] [--database DB] [--epochs E]
         [--batch-size B] [--embedding-dim D] [--features ids|all] [--run-name NAME]
         [--resume] [--protocol tfrs-tutorial] [--workers N [--gpu]] [--petastorm-cache URL]
+        [--exclude-seen | --no-exclude-seen] [--no-als]
 
 Reads train_interactions through Petastorm, checkpoints every epoch under
 <lake>/checkpoints/<run name>, logs the run to MLflow (params, per-epoch loss, the
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                    ("train.epochs", "train.batch_size", "train.embedding_dim", "train.learning_rate", "train.features",
                     "train.temperature", "train.item_bias", "train.popularity_prior", "train.validation_fraction",
                     "train.early_stopping_patience", "train.validation_metric", "train.workers", "train.gpu",
-                    "train.petastorm_cache"))
+                    "train.petastorm_cache", "evaluate.exclude_seen", "evaluate.als"))
     p.add_argument("--run-name", help="name of the run (and of its checkpoint folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
@@ -40,12 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def body():
-        from lakerec.config import load_config, override
         from lakerec.retrieval import train
         from lakerec.retrieval.protocols import apply_protocol
 
         # The protocol's settings first, then the flags and --set on top of them.
-        cfg = override(apply_protocol(load_config(args.conf), args.protocol), cli.given_values(args))
+        cfg = cli.config_from_args(args, preset=lambda base: apply_protocol(base, args.protocol))
         if args.resume and args.protocol:
             raise ConfigError("--resume continues a run with its own settings: drop --protocol")
         spark = get_spark(cfg)

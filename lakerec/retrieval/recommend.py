@@ -4,7 +4,11 @@
 
 The exported model of the run (the query tower on each user's latest context and the
 exact index over all items, as served) scores the users batch by batch. Columns:
-user_id, rank (1 = best), item_id, score, run_id.
+user_id, rank (1 = best), item_id, score, run_id. With `evaluate.exclude_seen` (auto: on
+for MovieLens tables; lakerec.retrieval.evaluate.exclude_seen) a user's training items are
+never recommended to them: they score -inf before the top k is taken, so a user who has
+seen all but j < k items gets j rows. The run's MLflow tag `lakerec.recommendations` says
+which.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 
 from lakerec.config import Config
 from lakerec.errors import ConfigError
-from lakerec.retrieval import data, tracking
+from lakerec.retrieval import data, evaluate, tracking
 from lakerec.tables import write_table
 from lakerec.schema import tables as T
 
@@ -35,7 +39,7 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
         run_id: the training run; default the newest finished one for cfg.database.
 
     Returns:
-        {"run_id", "users", "rows", "table", "version", "seconds"}.
+        {"run_id", "users", "rows", "table", "version", "exclude_seen", "seconds"}.
 
     Raises:
         ConfigError: k is below 1.
@@ -53,21 +57,43 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
     run_id = run_id or tracking.latest_training_run(cfg)
     module, spec = export.load_from_run(run_id)
     tables = data.read_inputs(spark, cfg, (T.USER_VOCAB.name, T.TRAIN_INTERACTIONS.name, T.TEST_INTERACTIONS.name))
-    frame = top_k_frame(spark, cfg, module, spec, data.users_frame(tables, spec), k)
+    excluding = evaluate.exclude_seen(spark, cfg, evaluate.run_protocol(run_id))
+    seen = evaluate.seen_items(tables[T.TRAIN_INTERACTIONS.name], key="user_id") if excluding else None
+    frame = top_k_frame(spark, cfg, module, spec, data.users_frame(tables, spec), k, seen=seen)
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     recs = spark.createDataFrame(frame, SCHEMA)
     name = cfg.table(T.RECOMMENDATIONS.name)
     write_table(recs.withColumn("run_id", F.lit(run_id)), name)
     version = table_version(spark, name)
-    MlflowClient().set_tag(run_id, "lakerec.recommendations", f"{name}@v{version} k={k}")
+    MlflowClient().set_tag(run_id, "lakerec.recommendations",
+                           f"{name}@v{version} k={k} exclude_seen={str(excluding).lower()}")
     summary = {"run_id": run_id, "users": int(frame["user_id"].nunique()), "rows": len(frame), "table": name,
-               "version": version, "seconds": time.monotonic() - start}
-    log.info("wrote %s rows (%s users x top %d) to %s (version %d) from run %s in %.1fs",
-             f"{summary['rows']:,}", f"{summary['users']:,}", k, name, version, run_id, summary["seconds"])
+               "version": version, "exclude_seen": excluding, "seconds": time.monotonic() - start}
+    log.info("wrote %s rows (%s users x top %d, seen items %s) to %s (version %d) from run %s in %.1fs",
+             f"{summary['rows']:,}", f"{summary['users']:,}", k, "excluded" if excluding else "kept", name, version,
+             run_id, summary["seconds"])
     return summary
 
 
-def top_k_frame(spark, cfg: Config, module, spec, users, k: int):
+def top_k_unseen(module, batch, k: int, seen) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids, scores) [B, k] of the best items each user has not seen; -inf marks no item.
+
+    The same scores as the module's `recommend` (its query tower, q . c over its candidate
+    matrix), with each user's seen items (SeenItems keyed by user_id) set to -inf first.
+    """
+    import tensorflow as tf
+
+    queries = module.query_embeddings(batch)
+    scores = tf.matmul(queries, module.candidates[1:], transpose_b=True)
+    rows, items = seen.entries(batch["user_id"].numpy())
+    if rows.size:
+        cells = tf.constant(np.stack([rows, items - 1], axis=1), tf.int64)
+        scores = tf.tensor_scatter_nd_update(scores, cells, tf.fill([rows.size], float("-inf")))
+    top_scores, top = tf.math.top_k(scores, k=min(k, int(scores.shape[1])))
+    return tf.gather(module.item_ids[1:], top).numpy(), top_scores.numpy()
+
+
+def top_k_frame(spark, cfg: Config, module, spec, users, k: int, seen=None):
     """The exported module's top-k for every row of `users`, as a pandas frame in SCHEMA's columns.
 
     Args:
@@ -77,6 +103,8 @@ def top_k_frame(spark, cfg: Config, module, spec, users, k: int):
         spec: its FeatureSpec.
         users: one row per user with the serving columns (data.users_frame).
         k: items per user (fewer where the catalogue is smaller).
+        seen: each user's training items (catalogue_ranks.SeenItems keyed by user_id), never
+            recommended; None: the module's own top-k, as served.
     """
     import pandas as pd
     import tensorflow as tf
@@ -88,15 +116,19 @@ def top_k_frame(spark, cfg: Config, module, spec, users, k: int):
                                        workers=cfg.train.reader_workers)
         with factory() as ds:
             for batch in ds:
-                out = module.recommend(batch, tf.constant(k, tf.int32))
-                ids, scores = out["item_ids"].numpy(), out["scores"].numpy()
+                if seen is None:
+                    out = module.recommend(batch, tf.constant(k, tf.int32))
+                    ids, scores = out["item_ids"].numpy(), out["scores"].numpy()
+                else:
+                    ids, scores = top_k_unseen(module, batch, k, seen)
                 kk = ids.shape[1]
-                parts.append(pd.DataFrame({
+                part = pd.DataFrame({
                     "user_id": np.repeat(batch["user_id"].numpy(), kk),
                     "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(ids)),
                     "item_id": ids.reshape(-1).astype(np.int64),
                     "score": scores.reshape(-1).astype(np.float32),
-                }))
+                })
+                parts.append(part[np.isfinite(part["score"])] if seen is not None else part)
     if parts:
         return pd.concat(parts, ignore_index=True)
     return pd.DataFrame({"user_id": pd.Series(dtype="int64"), "rank": pd.Series(dtype="int32"),
