@@ -9,7 +9,7 @@ import pytest
 
 from lakerec.config import load_config, override
 from lakerec.errors import ConfigError
-from tests.train_fixtures import planted_database, write_planted_tables
+from tests.train_fixtures import passthrough_tower, planted_database, write_planted_tables
 
 
 def test_validation_slice_is_seeded_disjoint_and_keeps_a_positive_per_user(spark):
@@ -39,18 +39,10 @@ def test_item_bias_and_prior_are_one_more_dimension_of_the_dot_product():
 
     from lakerec.retrieval.model import CandidateWithBias, QueryWithBiasSlot, log_popularity
 
-    class Passthrough(tf.keras.Model):
-        def __init__(self, key):
-            super().__init__()
-            self.key = key
-
-        def call(self, features, training=False):
-            return features[self.key]
-
     counts = np.array([0, 9, 0, 3], np.float64)
     prior = 0.5 * log_popularity(counts)
-    cand = CandidateWithBias(Passthrough("c"), num_items=4, learned=True, prior=prior)
-    query = QueryWithBiasSlot(Passthrough("q"))
+    cand = CandidateWithBias(passthrough_tower("c"), num_items=4, learned=True, prior=prior)
+    query = QueryWithBiasSlot(passthrough_tower("q"))
     feats = {"item_index": tf.constant([1, 2, 3]), "c": tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]),
              "q": tf.constant([[2.0, 3.0]])}
     cand(feats)  # build

@@ -18,7 +18,7 @@ import pytest
 from lakerec.config import override
 from lakerec.errors import ConfigError, InputDataError, LakeRecError, MissingTableError
 from tests.conftest import REPO
-from tests.train_fixtures import FAST_TRAIN, INTERACTIONS_SCHEMA, columns_of, planted_database
+from tests.train_fixtures import FAST_TRAIN, INTERACTIONS_SCHEMA, columns_of, passthrough_tower, planted_database
 
 
 @pytest.fixture(scope="module")
@@ -168,14 +168,6 @@ def test_logq_correction_lowers_popular_items_logits():
 
     from lakerec.retrieval.model import TwoTowerModel
 
-    class Passthrough(tf.keras.Model):
-        def __init__(self, key):
-            super().__init__()
-            self.key = key
-
-        def call(self, features, training=False):
-            return features[self.key]
-
     def row_loss(model, item_index, q, c, row):
         weights = tf.one_hot(row, len(item_index))
         feats = {"item_index": tf.constant(item_index), "q": tf.constant(q, tf.float32),
@@ -184,8 +176,8 @@ def test_logq_correction_lowers_popular_items_logits():
 
     equal = dict(item_index=[1, 2], q=[[1.0, 0.0], [1.0, 0.0]], c=[[1.0, 0.0], [1.0, 0.0]])  # all raw scores 1
     probs = np.array([0.0, 0.8, 0.2], np.float32)  # item 1 popular, item 2 rare
-    corrected = TwoTowerModel(Passthrough("q"), Passthrough("c"), item_probabilities=probs)
-    plain = TwoTowerModel(Passthrough("q"), Passthrough("c"))
+    corrected = TwoTowerModel(passthrough_tower("q"), passthrough_tower("c"), item_probabilities=probs)
+    plain = TwoTowerModel(passthrough_tower("q"), passthrough_tower("c"))
     # logit_j = s - log p_j: the popular positive loses against the rare negative.
     assert row_loss(corrected, row=0, **equal) == pytest.approx(math_log(1 + 0.8 / 0.2), rel=1e-5)
     assert row_loss(corrected, row=1, **equal) == pytest.approx(math_log(1 + 0.2 / 0.8), rel=1e-5)
@@ -193,12 +185,12 @@ def test_logq_correction_lowers_popular_items_logits():
 
     # Temperature divides the logits: scores [1, 0] at t = 0.5 act as [2, 0].
     apart = dict(item_index=[1, 2], q=[[1.0, 0.0], [1.0, 0.0]], c=[[1.0, 0.0], [0.0, 0.0]])
-    hot = TwoTowerModel(Passthrough("q"), Passthrough("c"), temperature=0.5)
+    hot = TwoTowerModel(passthrough_tower("q"), passthrough_tower("c"), temperature=0.5)
     assert row_loss(hot, row=0, **apart) == pytest.approx(math_log(1 + np.exp(-2.0)), rel=1e-5)
 
     # The same item twice in a batch: without removal it is its own negative.
     twice = dict(item_index=[1, 1], q=[[1.0, 0.0], [1.0, 0.0]], c=[[1.0, 0.0], [1.0, 0.0]])
-    removing = TwoTowerModel(Passthrough("q"), Passthrough("c"), remove_accidental_hits=True)
+    removing = TwoTowerModel(passthrough_tower("q"), passthrough_tower("c"), remove_accidental_hits=True)
     assert row_loss(plain, row=0, **twice) == pytest.approx(math_log(2), rel=1e-5)
     assert row_loss(removing, row=0, **twice) == pytest.approx(0.0, abs=1e-5)
 

@@ -26,7 +26,9 @@ RECALL_TOLERANCE = 0.05
 
 @pytest.fixture(scope="module")
 def planted_cfg(base_cfg, spark):
-    return planted_database(spark, base_cfg, "train_dist")
+    cfg, planted = planted_database(spark, base_cfg, "train_dist")
+    # No validation slice: every planted train row is fitted, so steps per epoch follow them.
+    return override(cfg, train__validation_fraction=0.0), planted
 
 
 @pytest.fixture(scope="module")
