@@ -6,7 +6,7 @@ offline: load databricks.yml, merge the files its `include` globs name (resource
 key, a key defined twice is an error), apply each target's overrides (maps merge
 recursively, the target's values win; a target's `variables: {name: value}` sets that
 variable's value), and validate every merged target against the schema the CLI publishes
-(../shared/schemas/databricks-bundle.schema.json). Then what the schema cannot know:
+(tests/schemas/databricks-bundle.schema.json, committed with its provenance). Then what the schema cannot know:
 every file a task points to exists relative to the file that points to it, every wheel
 entry point is a real `main`, the task parameters are accepted by the jobs' own argument
 parsers and yield the intended configuration, and the targets follow the conventions.
@@ -32,7 +32,7 @@ import yaml
 from jsonschema import validators
 
 REPO = Path(__file__).resolve().parent.parent
-SCHEMA_PATH = REPO.parent / "shared" / "schemas" / "databricks-bundle.schema.json"
+SCHEMA_PATH = REPO / "tests" / "schemas" / "databricks-bundle.schema.json"  # provenance: tests/schemas/README.md
 ROOT_FILE = REPO / "databricks.yml"
 PIPELINE = "lakerec_pipeline"
 PIPELINE_ORDER = ["ingest", "filter", "train", "evaluate", "recommend"]
