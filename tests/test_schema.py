@@ -103,9 +103,10 @@ def test_field_tags_pick_what_the_towers_read():
     assert F.names(tower=F.QUERY, multi=True) == ("user_categories", "user_shops", "user_brands", "user_intentions")
     assert F.names(tower=F.CANDIDATE, feature=F.SIDE) == ("item_category", "item_shop", "item_intention", "item_brand")
     assert F.id_field(F.QUERY).index_column == "user_index" and F.id_field(F.CANDIDATE).code == "205"
-    assert F.names(feature=F.NONE) == ("position", "user_item_categories", "user_item_shops", "user_item_brands",
-                                       "user_item_intentions")  # kept in the lake, no tower reads them
-    assert F.names(role=F.CROSS) == F.names(feature=F.NONE)[1:]
+    assert F.names(feature=F.RANK) == ("position", "user_item_categories", "user_item_shops", "user_item_brands",
+                                       "user_item_intentions")  # the ranker's inputs, no tower reads them
+    assert F.names(role=F.CROSS) == F.names(feature=F.RANK)[1:]
+    assert all(f.tower is None for f in F.rank_features()) and F.names(feature=F.NONE) == ()
     assert F.BY_NAME["user_item_categories"].weight_column == "user_item_categories_weight"
     assert F.BY_NAME["user_item_intentions"].weight_column is None  # multi: weights live in the array
     assert F.raw_file_name(F.SKELETON, F.TEST) == "sample_skeleton_test.csv" and F.SPLITS == ("train", "test")

@@ -13,8 +13,9 @@ new field is added once, here):
     multi    a row may carry several ids, each with its own weight
     weighted the VALUE is a weight (ln-count), not a constant 1.0
     feature  ID (the tower's own id embedding: user_id, item_id), SIDE (a side feature of
-             the tower its role names, looked up in feature_vocab) or NONE (kept in the
-             lake, read by no tower: position, the cross fields)
+             the tower its role names, looked up in feature_vocab), RANK (read by the ranker
+             only, looked up in feature_vocab: position, the cross fields) or NONE (kept in
+             the lake, read by no model)
 
     select(role=USER, multi=False, id=False)   # user_profile ... user_geography
     names(tower=CANDIDATE, feature=SIDE)       # ("item_category", "item_shop", "item_intention", "item_brand")
@@ -55,11 +56,12 @@ CROSS = "cross"
 CONTEXT = "context"
 ROLES = (USER, ITEM, CROSS, CONTEXT)
 
-# Feature roles: what the model makes of a field.
+# Feature roles: what the models make of a field.
 ID = "id"
 SIDE = "side"
+RANK = "rank"  # the ranker's own inputs (the towers never see them)
 NONE = "none"
-FEATURE_ROLES = (ID, SIDE, NONE)
+FEATURE_ROLES = (ID, SIDE, RANK, NONE)
 
 # Towers: a user field feeds the query tower, an item field the candidate tower.
 QUERY = "query"
@@ -130,8 +132,8 @@ class Field:
 
     @property
     def tower(self) -> str | None:
-        """QUERY or CANDIDATE for a model input, None for a field no tower reads."""
-        return TOWER_OF_ROLE.get(self.role) if self.feature != NONE else None
+        """QUERY or CANDIDATE for a tower's input, None for a field no tower reads."""
+        return TOWER_OF_ROLE.get(self.role) if self.feature in (ID, SIDE) else None
 
     @property
     def sql_column(self) -> str:
@@ -183,11 +185,11 @@ FIELDS: tuple[Field, ...] = (
     Field("207", "item_shop", SKELETON, ITEM, SIDE, cardinality=604_498),
     Field("210", "item_intention", SKELETON, ITEM, SIDE, multi=True, cardinality=96_258),
     Field("216", "item_brand", SKELETON, ITEM, SIDE, missing_rate=0.29, cardinality=208_179),
-    Field("301", "position", SKELETON, CONTEXT, cardinality=4),
-    Field("508", "user_item_categories", SKELETON, CROSS, weighted=True, missing_rate=0.30, cardinality=7_735),
-    Field("509", "user_item_shops", SKELETON, CROSS, weighted=True, missing_rate=0.78, cardinality=384_343),
-    Field("702", "user_item_brands", SKELETON, CROSS, weighted=True, missing_rate=0.78, cardinality=142_632),
-    Field("853", "user_item_intentions", SKELETON, CROSS, multi=True, weighted=True, missing_rate=0.59,
+    Field("301", "position", SKELETON, CONTEXT, RANK, cardinality=4),
+    Field("508", "user_item_categories", SKELETON, CROSS, RANK, weighted=True, missing_rate=0.30, cardinality=7_735),
+    Field("509", "user_item_shops", SKELETON, CROSS, RANK, weighted=True, missing_rate=0.78, cardinality=384_343),
+    Field("702", "user_item_brands", SKELETON, CROSS, RANK, weighted=True, missing_rate=0.78, cardinality=142_632),
+    Field("853", "user_item_intentions", SKELETON, CROSS, RANK, multi=True, weighted=True, missing_rate=0.59,
           cardinality=74_317),
 )
 
@@ -248,4 +250,12 @@ def side_features(tower: str | None = None, multi: bool | None = None) -> tuple[
     for t in towers:
         for m in ((False, True) if multi is None else (multi,)):
             out += select(tower=t, feature=SIDE, multi=m)
+    return tuple(out)
+
+
+def rank_features(multi: bool | None = None) -> tuple[Field, ...]:
+    """The ranker's own inputs (position, then the cross fields): single-valued first, as the impressions tables hold them."""
+    out: list[Field] = []
+    for m in ((False, True) if multi is None else (multi,)):
+        out += select(feature=RANK, multi=m)
     return tuple(out)

@@ -35,6 +35,7 @@ INGEST = "ingest"
 FILTER = "filter"
 MOVIELENS = "movielens"
 RECOMMEND = "recommend"
+IMPRESSIONS = "impressions"
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,27 @@ def side_feature_columns(tower: str, length: str) -> tuple[Column, ...]:
             out.append(Column(f.weights_column, WEIGHTS, f"field {f.code}: their weights, 0.0-padded"))
         else:
             out.append(Column(f.index_column, INDEX, f"field {f.code}: feature_vocab index (0 = missing/OOV)"))
+    return tuple(out)
+
+
+def rank_feature_columns(length: str) -> tuple[Column, ...]:
+    """The ranker's own fields (position, the cross fields) in the impressions tables.
+
+    A single-valued field is its feature_vocab index, plus `<name>_weight` (float, 0.0 when
+    absent) if its VALUE is a weight; a multi-valued one is a fixed-length ids/weights pair.
+
+    Args:
+        length: the config key that sets the arrays' length (named in the comment).
+    """
+    out = []
+    for f in F.rank_features():
+        if f.multi:
+            out.append(Column(f.ids_column, IDS, f"field {f.code}: top-L known ids by weight, 0-padded to {length}"))
+            out.append(Column(f.weights_column, WEIGHTS, f"field {f.code}: their weights, 0.0-padded"))
+        else:
+            out.append(Column(f.index_column, INDEX, f"field {f.code}: feature_vocab index (0 = missing/OOV)"))
+            if f.weight_column:
+                out.append(Column(f.weight_column, "float", f"field {f.code}: its VALUE (ln-count), 0.0 when absent"))
     return tuple(out)
 
 
@@ -271,6 +293,39 @@ FILTER_RUNS = Table(
     FILTER, "one row per run (appended)",
 )
 
+# --------------------------------------------------------------------------- impressions (the ranker's tables)
+
+_IMPRESSION_COLUMNS = (
+    _c("sample_id bigint, user_id bigint, item_id bigint", "the impression (user_id null when absent)")
+    + _c("click int, conversion int", "label, 0 or 1")
+    + _c("user_index int, item_index int", "user_vocab / item_vocab index; 0 = not in the train vocabulary")
+    + _c("is_cold_user boolean, is_cold_item boolean", "the index is 0")
+    + side_feature_columns(QUERY, "filter.history_length")
+    + side_feature_columns(CANDIDATE, "filter.item_intention_length")
+    + rank_feature_columns("filter.item_intention_length")
+)
+TRAIN_IMPRESSIONS = Table(
+    "train_impressions", _IMPRESSION_COLUMNS, IMPRESSIONS,
+    "one row per valid train impression, clicked or not, mapped with the train vocabularies",
+)
+TEST_IMPRESSIONS = Table(
+    "test_impressions", _IMPRESSION_COLUMNS, IMPRESSIONS,
+    "one row per valid test impression, clicked or not, mapped with the train vocabularies",
+)
+IMPRESSIONS_RUNS = Table(
+    "impressions_runs",
+    _c("run_id string, started_at timestamp, duration_s double", "the run")
+    + _c("samples_version bigint, user_contexts_version bigint, feature_vocab_version bigint", "Delta versions read")
+    + _c("history_length int, item_intention_length int", "the settings")
+    + _c("split string", "train or test")
+    + _c("samples_rows bigint, rows bigint", "valid impressions in samples, rows written (always equal)")
+    + _c("clicks bigint, conversions bigint", "labels of the rows written")
+    + _c("cold_user_rows bigint, cold_item_rows bigint", "rows whose user / item is not in the train vocabulary")
+    + _c("oov_rows map<string,bigint>", "per field: rows where it is present but not in feature_vocab (index 0)")
+    + _c("output_version bigint", "Delta version written"),
+    IMPRESSIONS, "one row per run and split (appended)",
+)
+
 # --------------------------------------------------------------------------- recommend
 
 RECOMMENDATIONS = Table(
@@ -286,12 +341,14 @@ RECOMMENDATIONS = Table(
 ALL: tuple[Table, ...] = (
     SKELETON_FEATURES, COMMON_FEATURES, USER_CONTEXTS, SAMPLES, SAMPLES_WIDE, QUARANTINE, INGEST_REPORT,
     USER_VOCAB, ITEM_VOCAB, FEATURE_VOCAB, TRAIN_INTERACTIONS, TEST_INTERACTIONS, FILTER_RUNS,
-    RECOMMENDATIONS,
+    TRAIN_IMPRESSIONS, TEST_IMPRESSIONS, IMPRESSIONS_RUNS, RECOMMENDATIONS,
 )
 TABLES: dict[str, Table] = {t.name: t for t in ALL}
 
 # The interactions table of each split.
 INTERACTIONS: dict[str, Table] = {TRAIN: TRAIN_INTERACTIONS, TEST: TEST_INTERACTIONS}
+# The impressions table of each split (the ranker's inputs).
+IMPRESSIONS_OF: dict[str, Table] = {TRAIN: TRAIN_IMPRESSIONS, TEST: TEST_IMPRESSIONS}
 # The five tables training reads (the filter writes them; MovieLens writes the same five).
 TRAINING_INPUTS: tuple[Table, ...] = (USER_VOCAB, ITEM_VOCAB, FEATURE_VOCAB, TRAIN_INTERACTIONS, TEST_INTERACTIONS)
 
