@@ -168,10 +168,45 @@ class EvaluateConf(_Validated):
 
 
 @dataclass(frozen=True)
+class RankConf(_Validated):
+    """The ranking stage (lakerec.ranking): a multi-task click/conversion model over train_impressions."""
+
+    # ---- the model and its training (`python -m lakerec.jobs.rank`)
+    # ctr: one pCTR head; esmm: pCTR and pCVR heads over every impression, the loss on click
+    # (pCTR) and on click-and-conversion (pCTR x pCVR), as in ESMM (SIGIR 2018).
+    objective: Literal["ctr", "esmm"] = "esmm"
+    epochs: int = field(default=3, metadata=POSITIVE)
+    batch_size: int = field(default=2048, metadata=POSITIVE)
+    embedding_dim: int = field(default=8, metadata=POSITIVE)  # per categorical field
+    learning_rate: float = field(default=0.001, metadata=GREATER_THAN_ZERO)
+    optimizer: Literal["adagrad", "adam", "sgd"] = "adam"
+    cross_layers: int = field(default=2, metadata=NON_NEGATIVE)  # DCN-v2 cross layers (0: deep part only)
+    deep_layers: tuple[int, ...] = field(default=(128, 64), metadata={"each_min": 1})
+    # A shallow position tower added to the CTR logit while training; scoring leaves it out.
+    position_bias: bool = True
+    validation_fraction: float = field(default=0.05, metadata=FRACTION)  # slice of train for early stopping
+    early_stopping_patience: int = field(default=1, metadata=NON_NEGATIVE)
+    seed: int = 42
+    workers: int = field(default=1, metadata=POSITIVE)  # as train.workers
+    gpu: bool = False
+    shuffle_buffer: int = field(default=20_000, metadata=NON_NEGATIVE)
+    reader_workers: int = field(default=2, metadata=POSITIVE)
+    # ---- evaluation (`python -m lakerec.jobs.evaluate_ranker`) and the two-stage run
+    eval_batch_size: int = field(default=8192, metadata=POSITIVE)
+    candidates: int = field(default=200, metadata=POSITIVE)  # retrieved per user, then re-ranked
+    rerank_by: Literal["p_click", "p_ctcvr"] = "p_click"
+    ctr_prior_strength: float = field(default=20.0, metadata=NON_NEGATIVE)  # item-CTR baseline smoothing
+    logistic_regression: bool = True  # the Spark MLlib baseline on the same features
+    lr_reg_param: float = field(default=0.0, metadata=NON_NEGATIVE)
+    lr_max_iter: int = field(default=50, metadata=POSITIVE)
+
+
+@dataclass(frozen=True)
 class MlflowConf(_Validated):
     tracking_uri: str | None = None  # None: sqlite:///<lake>/mlflow.db
     experiment: str = "lakerec"
     registered_model: str = "lakerec-two-tower"
+    registered_ranker: str = "lakerec-ranker"  # the ranking model's registry name
 
 
 @dataclass(frozen=True)
@@ -185,6 +220,7 @@ class Config(_Validated):
     train: TrainConf = field(default_factory=TrainConf)
     evaluate: EvaluateConf = field(default_factory=EvaluateConf)
     sweep: SweepConf = field(default_factory=SweepConf)
+    rank: RankConf = field(default_factory=RankConf)
     mlflow: MlflowConf = field(default_factory=MlflowConf)
 
     @property
@@ -205,7 +241,7 @@ class Config(_Validated):
 
 # The key prefix of each section, for messages ("train.epochs").
 _SECTIONS = {SparkConf: "spark", FilterConf: "filter", TrainConf: "train", EvaluateConf: "evaluate",
-             SweepConf: "sweep", MlflowConf: "mlflow", Config: ""}
+             SweepConf: "sweep", RankConf: "rank", MlflowConf: "mlflow", Config: ""}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
