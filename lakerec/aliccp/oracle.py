@@ -1,7 +1,8 @@
 """The planted truth behind generated Ali-CCP data, and what an oracle can say with it.
 
-`python -m lakerec.jobs.generate` writes `DIR/oracle/oracle.npz` (arrays) and `oracle.json`
-(parameters and realised statistics). The generative model, all in raw feature ids:
+`python -m lakerec.jobs.generate` writes `DIR/oracle/oracle.npz` (arrays), `oracle.json`
+(parameters and realised statistics) and `impressions_{split}.parquet` (the true
+probabilities of every impression, below). The generative model, all in raw feature ids:
 
 - K latent topics. A user has a sparse interest `theta_u` over 1-3 topics (sums to 1); an
   item has one topic `t_i`, a popularity `pi_i` (Zipf-like, sums to 1) and a quality `q_i`.
@@ -11,11 +12,32 @@
   all available items and of those of topic t, and m is `interest_exposure`.
 - Click probability at position p: `sigmoid(b + w * a(u, i) + e_p + q_i)` with affinity
   `a(u, i) = theta_u[t_i] / max(theta_u)` in [0, 1], base logit b calibrated to the target
-  click rate, w the affinity weight and e_p the position effect.
-- Conversion given a click: `c * (0.5 + a(u, i))`, c calibrated to the target conversion rate.
+  click rate, w the affinity weight and e_p the position effect. Without a position
+  (`p_click_no_position`, `click_probability(..., position=None)`) it is the mean over the
+  position shares, `E_p[P(click | u, i, p)]`: the same order as any fixed position, and
+  calibrated (its mean over impressions is the click rate).
+- Conversion given a click, from fields a model sees (position plays no part):
+  `sigmoid(c + g[category_i] + n_i + v[consumption_u] + w_c * a(u, i))`, where g is an
+  effect per item category (field item_category, sd `category_conversion_sd`), n_i item
+  noise (sd `item_conversion_sd`), v an effect per level of the user's user_consumption_2
+  (`consumption_conversion_effects`; 0 when the field is absent), w_c
+  `conversion_affinity_weight`, and c is calibrated so that the share of clicks that convert
+  is the target (`conversion_rate_of_clicks`, `--conversion-rate`; default 0.55%).
+  The arrays hold `item_conversion_quality` = g[category_i] + n_i and
+  `user_conversion_effect` = v[consumption_u].
+- CTCVR (click and conversion): P(click) x P(conversion | click).
 
 `Oracle.top_k(users, k)` ranks the whole catalogue per user by the probability that one
 impression of that user is a click on the item: `P(i | u) * E_p[P(click | u, i, p)]`.
+`click_probability`, `conversion_probability` and `ctcvr_probability` score (user, item)
+pairs without a position, e.g. to re-rank retrieved candidates as an oracle.
+
+The true probabilities of every written impression: `impression_truth_path(DIR, split)` is a
+Parquet file with one row per valid skeleton line (planted malformed lines have none):
+`sample_id` (int64, the skeleton's), `p_click` (at its shown position),
+`p_click_no_position`, `p_conversion_given_click` and `p_ctcvr` (= p_click x
+p_conversion_given_click). Spark reads it with `spark.read.parquet(str(path))` and joins it
+on sample_id; `read_impression_truth(DIR, split)` gives numpy arrays.
 """
 
 from __future__ import annotations
@@ -30,6 +52,9 @@ from lakerec.schema.fields import SPLITS
 
 NPZ_NAME = "oracle.npz"
 JSON_NAME = "oracle.json"
+IMPRESSION_TRUTH_NAME = "impressions_{split}.parquet"
+# The columns of an impression truth file, in order (sample_id int64, the rest float64).
+IMPRESSION_TRUTH_COLUMNS = ("sample_id", "p_click", "p_click_no_position", "p_conversion_given_click", "p_ctcvr")
 
 # Arrays the npz holds (raw ids are int64; index i of every item_* array is one item).
 ARRAYS = (
@@ -37,11 +62,55 @@ ARRAYS = (
     "item_ids", "item_topic", "item_popularity", "item_quality", "cold_item",
     "item_category_ids", "item_shop_ids", "item_brand_ids", "item_intention_ptr", "item_intention_ids",
     "position_ids", "position_probs", "position_effects",
+    "user_conversion_effect", "item_conversion_quality",
 )
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def oracle_folder(path: str | Path) -> Path:
+    """The `oracle/` folder of a generated data directory (or the folder itself)."""
+    path = Path(path)
+    folder = path if (path / NPZ_NAME).is_file() else path / "oracle"
+    if not (folder / NPZ_NAME).is_file():
+        raise InputDataError(
+            f"no {NPZ_NAME} in {path} or {path / 'oracle'}: run `python -m lakerec.jobs.generate --out DIR` first"
+        )
+    return folder
+
+
+def impression_truth_path(path: str | Path, split: str) -> Path:
+    """The Parquet file of a split's true impression probabilities (see the module docstring).
+
+    Args:
+        path: the generated data directory (`--out`) or its `oracle/` folder.
+        split: "train" or "test".
+
+    Returns:
+        The file's path, for `spark.read.parquet(str(path))` or `read_impression_truth`.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: choose from {SPLITS}")
+    target = oracle_folder(path) / IMPRESSION_TRUTH_NAME.format(split=split)
+    if not target.is_file():
+        raise InputDataError(
+            f"no {target.name} in {target.parent}: generate the {split} split with this generator version "
+            f"(`python -m lakerec.jobs.generate --out DIR --split {split}`)"
+        )
+    return target
+
+
+def read_impression_truth(path: str | Path, split: str) -> dict[str, np.ndarray]:
+    """A split's true impression probabilities as numpy arrays by column (sorted by sample_id).
+
+    Small and medium data sets only: at scale, read the file with Spark instead.
+    """
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(impression_truth_path(path, split), columns=list(IMPRESSION_TRUTH_COLUMNS))
+    return {name: table.column(name).to_numpy() for name in IMPRESSION_TRUTH_COLUMNS}
 
 
 class Oracle:
@@ -57,7 +126,10 @@ class Oracle:
         item_category_ids, item_shop_ids, item_brand_ids (0 = no brand), and the item's
             intention ids in CSR form (item_intention_ptr, item_intention_ids).
         position_ids, position_probs, position_effects: field 301's ids, their shares and e_p.
-        params: the generator parameters plus `base_logit` and `conversion_scale`.
+        user_conversion_effect, item_conversion_quality: v[consumption_u] and
+            g[category_i] + n_i of the conversion logit.
+        params: the generator parameters plus the calibrated `base_logit` and
+            `conversion_base_logit`.
         stats: realised statistics per split (rows, clicks, conversions, ...).
     """
 
@@ -74,7 +146,8 @@ class Oracle:
         self.interest_exposure = float(self.params["interest_exposure"])
         self.affinity_weight = float(self.params["affinity_weight"])
         self.base_logit = float(self.params["base_logit"])
-        self.conversion_scale = float(self.params["conversion_scale"])
+        self.conversion_base_logit = float(self.params["conversion_base_logit"])
+        self.conversion_affinity_weight = float(self.params["conversion_affinity_weight"])
         self._user_order = np.argsort(self.user_ids, kind="stable")
         self._item_order = np.argsort(self.item_ids, kind="stable")
         self._user_max = self.user_topic_weights.max(axis=1)
@@ -85,12 +158,7 @@ class Oracle:
     @classmethod
     def load(cls, path: str | Path) -> "Oracle":
         """Load from a generated data directory (or its `oracle/` folder)."""
-        path = Path(path)
-        folder = path if (path / NPZ_NAME).is_file() else path / "oracle"
-        if not (folder / NPZ_NAME).is_file():
-            raise InputDataError(
-                f"no {NPZ_NAME} in {path} or {path / 'oracle'}: run `python -m lakerec.jobs.generate --out DIR` first"
-            )
+        folder = oracle_folder(path)
         with np.load(folder / NPZ_NAME) as z:
             arrays = {k: z[k] for k in z.files}
         doc = json.loads((folder / JSON_NAME).read_text()) if (folder / JSON_NAME).is_file() else {}
@@ -159,8 +227,16 @@ class Oracle:
             return sigmoid(logit + self.position_effects[np.asarray(position)])
         return sum(p * sigmoid(logit + e) for p, e in zip(self.position_probs, self.position_effects))
 
+    def conversion_logit_idx(self, u_idx, i_idx) -> np.ndarray:
+        """The conversion logit given a click, without the calibrated base."""
+        u_idx, i_idx = np.broadcast_arrays(np.asarray(u_idx), np.asarray(i_idx))
+        u_idx, i_idx = u_idx.ravel(), i_idx.ravel()
+        return (self.item_conversion_quality[i_idx] + self.user_conversion_effect[u_idx]
+                + self.conversion_affinity_weight * self.affinity_idx(u_idx, i_idx))
+
     def conversion_given_click_idx(self, u_idx, i_idx) -> np.ndarray:
-        return np.minimum(1.0, self.conversion_scale * (0.5 + self.affinity_idx(u_idx, i_idx)))
+        """P(conversion | click) for paired row indices (position plays no part)."""
+        return sigmoid(self.conversion_base_logit + self.conversion_logit_idx(u_idx, i_idx))
 
     def available(self, split: str) -> np.ndarray:
         """Items that can be shown in a split (train lacks the cold-start items)."""
@@ -188,6 +264,15 @@ class Oracle:
     def click_probability(self, user_ids, item_ids, position=None) -> np.ndarray:
         """P(click) of paired (user, item) raw ids, averaged over positions unless given (slot 0..3)."""
         return self.click_probability_idx(self.user_index(user_ids), self.item_index(item_ids), position)
+
+    def conversion_probability(self, user_ids, item_ids) -> np.ndarray:
+        """P(conversion | click) of paired (user, item) raw ids."""
+        return self.conversion_given_click_idx(self.user_index(user_ids), self.item_index(item_ids))
+
+    def ctcvr_probability(self, user_ids, item_ids) -> np.ndarray:
+        """P(click and conversion) of paired raw ids, position-free: mean P(click) over positions x P(conv | click)."""
+        u, i = self.user_index(user_ids), self.item_index(item_ids)
+        return self.click_probability_idx(u, i) * self.conversion_given_click_idx(u, i)
 
     def impression_probability(self, user_ids, item_ids, split: str = "test") -> np.ndarray:
         return self.impression_probability_idx(self.user_index(user_ids), self.item_index(item_ids), split)

@@ -2,9 +2,11 @@
 
     python -m lakerec.jobs.generate --out data/raw
     python -m lakerec.jobs.generate --out /tmp/raw --split train --impressions 1000000 --malformed 50
+    python -m lakerec.jobs.generate --out data/raw --conversion-rate 0.1   # CVR measurable at demo size
 
 Writes `sample_skeleton_{split}.csv` and `common_features_{split}.csv` per split in the
-published byte format, and `oracle/` (the latent truth and the expected quarantine counts).
+published byte format, and `oracle/` (the latent truth, the true click and conversion
+probability of every impression, and the expected quarantine counts).
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", type=int, default=gen.DEFAULT_ITEMS, help="items in the universe (5%% test only)")
     p.add_argument("--topics", type=int, default=gen.GeneratorParams.topics, help="latent interest topics")
     p.add_argument("--seed", type=int, default=gen.DEFAULT_SEED, help="same seed, same bytes")
+    p.add_argument("--conversion-rate", type=float, default=gen.GeneratorParams.conversion_rate_of_clicks,
+                   help="share of clicks that convert (default %(default)s, the published rate)")
+    p.add_argument("--session-min", type=int, default=gen.GeneratorParams.session_min,
+                   help="fewest impressions in a session (one user, one common line)")
+    p.add_argument("--session-max", type=int, default=gen.GeneratorParams.session_max,
+                   help="most impressions in a session; short sessions spread clicks over more users")
     p.add_argument("--malformed", type=int, default=0, help="malformed lines to plant per split (for ingest tests)")
     return p
 
@@ -36,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     def body():
         summary = gen.generate(
             args.out, SPLIT_CHOICES[args.split], impressions=args.impressions, users=args.users, items=args.items,
-            seed=args.seed, malformed=args.malformed, params=gen.GeneratorParams(topics=args.topics),
+            seed=args.seed, malformed=args.malformed, params=gen.GeneratorParams(
+                topics=args.topics, session_min=args.session_min, session_max=args.session_max),
+            conversion_rate=args.conversion_rate,
         )
         print(gen.format_summary(summary), flush=True)
 

@@ -22,7 +22,13 @@ class GeneratorParams:
     position_probs: tuple[float, ...] = (0.4, 0.3, 0.2, 0.1)
     position_effects: tuple[float, ...] = (0.0, -0.3, -0.6, -0.9)
     click_rate: float = 0.039
-    conversion_rate_of_clicks: float = 0.0055
+    conversion_rate_of_clicks: float = 0.0055  # share of clicks that convert (--conversion-rate)
+    # Conversion logit given a click (see oracle.py): an item-category effect, item noise,
+    # an effect per level of user_consumption_2 (absent: 0) and affinity.
+    category_conversion_sd: float = 0.6
+    item_conversion_sd: float = 0.3
+    consumption_conversion_effects: tuple[float, ...] = (-0.6, -0.2, 0.2, 0.6)
+    conversion_affinity_weight: float = 1.0
     conversion_without_click_rate: float = 1e-5
     history_min: int = 40  # items behind one session's history lines
     history_max: int = 100

@@ -2,7 +2,7 @@
 
 Every draw comes from a stream keyed by (seed, key), so a seed gives the same bytes every
 time and one split's bytes do not depend on which other splits are generated. The keys:
-truth (0,), calibration (0, 1), split (split code,), block b of a split (split code, 1, b),
+truth (0,), calibration (0, 1), conversion effects (0, 2), split (split code,), block b of a split (split code, 1, b),
 planted malformed lines (split code, 2). Do not reorder draws inside a stream casually.
 """
 

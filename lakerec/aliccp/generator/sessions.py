@@ -100,7 +100,8 @@ def build_block(truth: Truth, exposure: Exposure, params: GeneratorParams, users
     """Common lines and skeleton lines of one block of sessions (without line ends).
 
     Returns (common lines, skeleton lines, stats dict). The stats count fields by raw code,
-    as oracle.json records them.
+    as oracle.json records them; `truth` holds the impressions' true probabilities by column
+    and `clicked_users` the user index of every click.
     """
     o = truth.oracle
     n_sessions = len(users)
@@ -108,11 +109,20 @@ def build_block(truth: Truth, exposure: Exposure, params: GeneratorParams, users
     row_sess = np.repeat(np.arange(n_sessions), lengths)
     row_user = users[row_sess]
 
-    # Impressions, clicks, conversions.
+    # Impressions, clicks, conversions, and their true probabilities (oracle/impressions_*.parquet).
     items = exposure.sample(rng, row_user)
     pos = rng.choice(len(params.position_probs), n, p=params.position_probs)
-    click = rng.random(n) < o.click_probability_idx(row_user, items, pos)
-    conv = click & (rng.random(n) < o.conversion_given_click_idx(row_user, items))
+    p_click = o.click_probability_idx(row_user, items, pos)
+    p_conv = o.conversion_given_click_idx(row_user, items)
+    click = rng.random(n) < p_click
+    conv = click & (rng.random(n) < p_conv)
+    truth_columns = {
+        "sample_id": np.arange(first_sample_id, first_sample_id + n, dtype=np.int64),
+        "p_click": p_click,
+        "p_click_no_position": o.click_probability_idx(row_user, items),
+        "p_conversion_given_click": p_conv,
+        "p_ctcvr": p_click * p_conv,
+    }
     click[forced_cwc] = False
     conv[forced_cwc] = True
 
@@ -184,7 +194,8 @@ def build_block(truth: Truth, exposure: Exposure, params: GeneratorParams, users
     stats = {
         "clicks": int(click.sum()), "conversions": int(conv.sum()),
         "conversion_without_click": int((conv & ~click).sum()),
-        "items": items, "field_rows": {**presence, code("item_brand"): int((truth.item_brand[items] >= 0).sum())},
+        "items": items, "truth": truth_columns, "clicked_users": row_user[click],
+        "field_rows": {**presence, code("item_brand"): int((truth.item_brand[items] >= 0).sum())},
         "common_field_rows": {
             code("user_id"): int((~no_user_id).sum()),
             **{f.code: int((o.user_profile_ids[users, c] > 0).sum()) for c, f in enumerate(PROFILE_FIELDS)},

@@ -79,23 +79,43 @@ def _item_intentions(rng, item_topic, starts, sizes, vocab):
     return ptr, vals
 
 
+def _bisect_logit(rest: np.ndarray, weights: np.ndarray, target: float) -> float:
+    """The base logit b with weighted mean of sigmoid(b + rest) equal to target."""
+    lo, hi = -30.0, 10.0
+    total = weights.sum()
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if (weights * sigmoid(mid + rest)).sum() < target * total else (lo, mid)
+    return (lo + hi) / 2
+
+
 def _calibrate(oracle: Oracle, exposure: Exposure, rng: np.random.Generator, users: np.ndarray,
                activity: np.ndarray, params: GeneratorParams) -> tuple[float, float]:
-    """Base logit and conversion scale that give the target rates on a sample of train impressions."""
+    """Base click and conversion logits that give the target rates on a sample of train impressions.
+
+    The conversion base is weighted by each draw's click probability: the target is a share of clicks.
+    """
     n = params.calibration_draws
     u = users[np.searchsorted(np.cumsum(activity) / activity.sum(), rng.random(n), side="right").clip(0, len(users) - 1)]
     i = exposure.sample(rng, u)
     pos = rng.choice(len(params.position_probs), n, p=params.position_probs)
     aff = oracle.affinity_idx(u, i)
     rest = params.affinity_weight * aff + np.asarray(params.position_effects)[pos] + oracle.item_quality[i]
-    lo, hi = -30.0, 10.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if sigmoid(mid + rest).mean() < params.click_rate else (lo, mid)
-    base = (lo + hi) / 2
+    base = _bisect_logit(rest, np.ones(n), params.click_rate)
     p = sigmoid(base + rest)
-    scale = params.conversion_rate_of_clicks * p.sum() / (p * (0.5 + aff)).sum()
-    return float(base), float(scale)
+    conversion = _bisect_logit(oracle.conversion_logit_idx(u, i), p, params.conversion_rate_of_clicks)
+    return float(base), float(conversion)
+
+
+def conversion_effects(rng: np.random.Generator, item_category: np.ndarray, n_categories: int,
+                       user_profile: np.ndarray, params: GeneratorParams) -> tuple[np.ndarray, np.ndarray]:
+    """(per user v[consumption_u], per item g[category_i] + n_i): the planted conversion effects."""
+    by_category = rng.normal(0.0, params.category_conversion_sd, n_categories)
+    item = by_category[item_category] + rng.normal(0.0, params.item_conversion_sd, len(item_category))
+    level = user_profile[:, PROFILE_FIELDS.index(BY_NAME["user_consumption_2"])]
+    effects = np.asarray(params.consumption_conversion_effects, dtype=float)
+    user = np.where(level >= 0, effects[np.maximum(level, 0)], 0.0)
+    return user, item
 
 
 def build_truth(seed: int, n_users: int, n_items: int, params: GeneratorParams = GeneratorParams()) -> Truth:
@@ -160,6 +180,8 @@ def build_truth(seed: int, n_users: int, n_items: int, params: GeneratorParams =
 
     user_ids = first_id("user_id") + rng.choice(ID_RANGES["user_id"][1], n_users, replace=False)
     item_ids = first_id("item_id") + rng.choice(ID_RANGES["item_id"][1], n_items, replace=False)
+    user_conversion, item_conversion = conversion_effects(
+        rng_for(seed, 0, 2), item_category, vocab["categories"], user_profile, params)
     profile_ids = np.where(user_profile >= 0, user_profile + np.array([first_id(f.name) for f in PROFILE_FIELDS]), 0)
     arrays = {
         "user_ids": user_ids, "user_topics": user_topics, "user_topic_weights": weights,
@@ -173,13 +195,14 @@ def build_truth(seed: int, n_users: int, n_items: int, params: GeneratorParams =
         "position_ids": first_id("position") + np.arange(len(params.position_probs)),
         "position_probs": np.asarray(params.position_probs, dtype=float),
         "position_effects": np.asarray(params.position_effects, dtype=float),
+        "user_conversion_effect": user_conversion, "item_conversion_quality": item_conversion,
     }
-    model = {**asdict(params), "topics": k, "base_logit": 0.0, "conversion_scale": 0.0}
+    model = {**asdict(params), "topics": k, "base_logit": 0.0, "conversion_base_logit": 0.0}
     oracle = Oracle(arrays, model)
     train_exposure = Exposure(oracle, oracle.available("train"), params.interest_exposure)
     warm = np.flatnonzero(~cold_user)
-    base, scale = _calibrate(oracle, train_exposure, rng_for(seed, 0, 1), warm, activity[warm], params)
-    oracle.base_logit, oracle.conversion_scale = base, scale
-    oracle.params.update(base_logit=base, conversion_scale=scale)
+    base, conversion = _calibrate(oracle, train_exposure, rng_for(seed, 0, 1), warm, activity[warm], params)
+    oracle.base_logit, oracle.conversion_base_logit = base, conversion
+    oracle.params.update(base_logit=base, conversion_base_logit=conversion)
     history = Exposure(oracle, np.ones(n_items, dtype=bool), 1.0 - params.history_noise)
     return Truth(oracle, seed, vocab, item_category, item_shop, item_brand, intent_ptr, intent_idx, user_profile, history)

@@ -2,8 +2,9 @@
 
 `generate(out_dir, ...)` writes, per split, `sample_skeleton_{split}.csv` and
 `common_features_{split}.csv` byte-compatible with the published files, plus `oracle/`:
-the latent truth (`oracle.npz`, `oracle.json`, read back by `lakerec.aliccp.oracle.Oracle`)
-and, always, the quarantine manifests (see `malformed.py`).
+the latent truth (`oracle.npz`, `oracle.json`, read back by `lakerec.aliccp.oracle.Oracle`),
+the true probabilities of every impression (`impressions_{split}.parquet`, written block by
+block like the lines) and, always, the quarantine manifests (see `malformed.py`).
 
 Each split has its own stream and each block of sessions its own child stream (see
 `randomness.py`), so a seed gives the same bytes every time and the test split is the same
@@ -15,10 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lakerec.aliccp import reasons as R
 from lakerec.aliccp.generator.encoding import hex_keys
@@ -32,9 +35,9 @@ from lakerec.aliccp.generator.params import GeneratorParams
 from lakerec.aliccp.generator.randomness import rng_for
 from lakerec.aliccp.generator.sessions import build_block
 from lakerec.aliccp.generator.world import Truth, build_truth
-from lakerec.aliccp.oracle import JSON_NAME
+from lakerec.aliccp.oracle import IMPRESSION_TRUTH_COLUMNS, IMPRESSION_TRUTH_NAME, JSON_NAME
 from lakerec.errors import LakeRecError
-from lakerec.schema.fields import COMMON, FILE_NAMES, SKELETON, SPLITS
+from lakerec.schema.fields import BY_NAME, COMMON, FILE_NAMES, SKELETON, SPLITS
 
 log = logging.getLogger("lakerec.generate")
 
@@ -46,9 +49,15 @@ DEFAULT_USERS = 2_000
 DEFAULT_ITEMS = 10_000
 DEFAULT_SEED = 42
 
+# The impression truth file's schema: sample_id, then the probabilities (see oracle.py).
+TRUTH_SCHEMA = pa.schema(
+    [pa.field(IMPRESSION_TRUTH_COLUMNS[0], pa.int64(), nullable=False)]
+    + [pa.field(c, pa.float64(), nullable=False) for c in IMPRESSION_TRUTH_COLUMNS[1:]]
+)
+
 
 def write_split(truth: Truth, params: GeneratorParams, out_dir: Path, split: str, impressions: int, malformed: int):
-    """Write one split's two files; return (stats, planted lines by file)."""
+    """Write one split's two files and its impression truth; return (stats, planted lines by file)."""
     o = truth.oracle
     split_code = SPLIT_CODES[split]
     rng = rng_for(truth.seed, split_code)
@@ -87,9 +96,12 @@ def write_split(truth: Truth, params: GeneratorParams, out_dir: Path, split: str
     history_ids: dict[str, int] = {}
     intention_ids = 0
     item_impressions = np.zeros(len(o.item_ids), dtype=np.int64)
+    user_clicks = np.zeros(len(o.user_ids), dtype=np.int64)
+    truth_path = out_dir / "oracle" / IMPRESSION_TRUTH_NAME.format(split=split)
     started = time.monotonic()
     with open(paths[SKELETON], "w", encoding="ascii", newline="") as fs, \
-            open(paths[COMMON], "w", encoding="ascii", newline="") as fc:
+            open(paths[COMMON], "w", encoding="ascii", newline="") as fc, \
+            pq.ParquetWriter(truth_path, TRUTH_SCHEMA) as ft:
         for b, s0 in enumerate(range(0, n_sessions, SESSIONS_PER_BLOCK)):
             s1 = min(n_sessions, s0 + SESSIONS_PER_BLOCK)
             r0 = int(ends[s0 - 1]) if s0 else 0
@@ -109,6 +121,8 @@ def write_split(truth: Truth, params: GeneratorParams, out_dir: Path, split: str
                     acc[f] = acc.get(f, 0) + v
             intention_ids += st["intention_ids"]
             item_impressions += np.bincount(st["items"], minlength=len(o.item_ids))
+            user_clicks += np.bincount(st["clicked_users"], minlength=len(o.user_ids))
+            ft.write_table(pa.Table.from_pydict(st["truth"], schema=TRUTH_SCHEMA))
             if b % 10 == 9:
                 log.info("%s: %d of %d impressions (%.0f/s)", split, r1, impressions, r1 / (time.monotonic() - started))
 
@@ -119,6 +133,8 @@ def write_split(truth: Truth, params: GeneratorParams, out_dir: Path, split: str
         click_rate=stats["clicks"] / impressions,
         conversion_rate_of_clicks=(stats["conversions"] - stats["conversion_without_click"]) / max(stats["clicks"], 1),
         users=int(len(np.unique(session_users))),
+        users_with_clicks=int((user_clicks > 0).sum()),
+        clicks_per_user_with_clicks=stats["clicks"] / max(int((user_clicks > 0).sum()), 1),
         cold_user_sessions=int(o.cold_user[session_users].sum()),
         items_shown=int(len(shown)),
         cold_item_impressions=int(item_impressions[o.cold_item].sum()),
@@ -142,12 +158,21 @@ def validate(impressions: int, users: int, items: int, malformed: int, params: G
         raise LakeRecError(f"--users must be between 1 and {MAX_USERS:,} (got {users})")
     if not 1 <= items <= MAX_ITEMS:
         raise LakeRecError(f"--items must be between 1 and {MAX_ITEMS:,} (got {items})")
+    if not 1 <= params.session_min <= params.session_max:
+        raise LakeRecError(
+            f"--session-min must be at least 1 and at most --session-max (got {params.session_min}, {params.session_max})"
+        )
     if malformed < 0:
         raise LakeRecError(f"--malformed must be 0 or more (got {malformed})")
     if malformed and impressions < 2 * params.session_max:
         raise LakeRecError(
             f"--malformed needs at least {2 * params.session_max} impressions per split (to plant lines between sessions)"
         )
+    if not 0 < params.conversion_rate_of_clicks < 1:
+        raise LakeRecError(f"--conversion-rate must be between 0 and 1 (got {params.conversion_rate_of_clicks})")
+    levels = BY_NAME["user_consumption_2"].cardinality
+    if len(params.consumption_conversion_effects) != levels:
+        raise LakeRecError(f"consumption_conversion_effects needs one effect per user_consumption_2 level ({levels})")
     categories = ID_RANGES["item_category"][1]
     if not 1 <= params.topics <= categories // 4:
         raise LakeRecError(f"--topics must be between 1 and {categories // 2} (got {params.topics})")
@@ -155,7 +180,7 @@ def validate(impressions: int, users: int, items: int, malformed: int, params: G
 
 def generate(out_dir: str | Path, splits: tuple[str, ...] = SPLITS, impressions: int = DEFAULT_IMPRESSIONS,
              users: int = DEFAULT_USERS, items: int = DEFAULT_ITEMS, seed: int = DEFAULT_SEED, malformed: int = 0,
-             params: GeneratorParams | None = None) -> dict:
+             params: GeneratorParams | None = None, conversion_rate: float | None = None) -> dict:
     """Write synthetic Ali-CCP files for the splits, and the oracle, under out_dir.
 
     Args:
@@ -167,11 +192,15 @@ def generate(out_dir: str | Path, splits: tuple[str, ...] = SPLITS, impressions:
         seed: the same seed gives the same bytes.
         malformed: malformed lines planted per split, spread over its two files.
         params: model knobs (GeneratorParams()).
+        conversion_rate: share of clicks that convert (overrides params.conversion_rate_of_clicks;
+            default the published ~0.55%); e.g. 0.1 makes CVR AUC meaningful at demo size.
 
     Returns:
         A summary: per split its stats (rows, clicks, conversions, ...), files and seconds.
     """
     params = params or GeneratorParams()
+    if conversion_rate is not None:
+        params = replace(params, conversion_rate_of_clicks=float(conversion_rate))
     validate(impressions, users, items, malformed, params)
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
@@ -203,7 +232,7 @@ def generate(out_dir: str | Path, splits: tuple[str, ...] = SPLITS, impressions:
     doc = {
         "seed": seed, "users": users, "items": items, "topics": truth.oracle.n_topics,
         "params": asdict(params),
-        "calibrated": {"base_logit": truth.oracle.base_logit, "conversion_scale": truth.oracle.conversion_scale},
+        "calibrated": {"base_logit": truth.oracle.base_logit, "conversion_base_logit": truth.oracle.conversion_base_logit},
         "vocab": truth.vocab,
         "id_ranges": id_ranges_by_code(),
         "profile_codes": [f.code for f in PROFILE_FIELDS],
@@ -214,6 +243,9 @@ def generate(out_dir: str | Path, splits: tuple[str, ...] = SPLITS, impressions:
     kept = {s: v for s, v in previous.get("splits", {}).items() if s not in splits} if same_world else {}
     stats_doc = {s: {k: v for k, v in summary["splits"][s].items() if k not in ("seconds", "files")} for s in splits}
     doc["splits"] = dict(sorted({**kept, **stats_doc}.items()))
+    for split in SPLITS:  # another world's truth of a split not written now would be wrong: remove it
+        if split not in splits and split not in kept:
+            (oracle_dir / IMPRESSION_TRUTH_NAME.format(split=split)).unlink(missing_ok=True)
     write_json(oracle_dir / JSON_NAME, doc)
     write_manifests(oracle_dir, splits, manifest, manifest_lines, same_world)
     summary["seconds"] = round(time.monotonic() - started, 2)
@@ -233,5 +265,7 @@ def format_summary(summary: dict) -> str:
         )
         lines.append(f"{'':<6} conversions without click: {s['conversion_without_click']}; "
                      f"files {s['files'][SKELETON]}, {s['files'][COMMON]}")
+        lines.append(f"{'':<6} users: {s['users']:,} in sessions, {s['users_with_clicks']:,} with clicks "
+                     f"({s['clicks_per_user_with_clicks']:.1f} clicks each)")
     lines.append(f"oracle: {summary['oracle']}  total {summary['seconds']:.1f}s")
     return "\n".join(lines)
