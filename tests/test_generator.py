@@ -1,5 +1,5 @@
 """The synthetic Ali-CCP generator: byte format, determinism, field mix, rates, long tail,
-planted structure, malformed lines and the oracle.
+planted structure, malformed lines, the oracle and the true probabilities of every impression.
 
 Real files under tmp_path, read back by a parser written here from the format document
 (not the project's parser); expectations come from the document, not from the generator.
@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from lakerec.jobs import generate as generate_job
-from lakerec.aliccp.generator import generate
-from lakerec.aliccp.oracle import Oracle
+from lakerec.aliccp.generator import GeneratorParams, generate
+from lakerec.aliccp.oracle import Oracle, impression_truth_path, read_impression_truth
 from tests.conftest import REPO
 
 # From ../shared/aliccp-format.md, "Fields".
@@ -33,6 +35,13 @@ ALWAYS_IN_SKELETON = {"205", "206", "207", "301"}
 
 FEATURE = re.compile(r"(\d+(?:_\d+)?)\x02(\d+)\x03(\d+\.\d+)")
 SIZES = dict(impressions=20_000, users=400, items=2_000)
+HIGH_RATE = 0.2  # --conversion-rate of the second data set (same seed and sizes as the first)
+# The defaults of the planted model (GeneratorParams, documented in oracle.py).
+POSITION_SHARES = np.array([0.4, 0.3, 0.2, 0.1])
+POSITION_EFFECTS = np.array([0.0, -0.3, -0.6, -0.9])
+CONSUMPTION_EFFECTS = np.array([-0.6, -0.2, 0.2, 0.6])  # by user_consumption_2 (field 127) level
+CONVERSION_AFFINITY_WEIGHT = 1.0
+POSITION_FIRST_ID = 9351665
 
 
 # ---- an independent reader ------------------------------------------------------------------
@@ -112,6 +121,26 @@ def oracle(folder) -> Oracle:
     return Oracle.load(folder)
 
 
+@pytest.fixture(scope="module")
+def high_folder(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("raw_high")
+    generate(out, ("train", "test"), seed=7, conversion_rate=HIGH_RATE, **SIZES)
+    return out
+
+
+@pytest.fixture(scope="module")
+def high_data(high_folder) -> dict[str, SplitData]:
+    return {split: read_split(high_folder, split) for split in ("train", "test")}
+
+
+def read_truth(folder: Path, split: str) -> pa.Table:
+    return pq.read_table(folder / "oracle" / f"impressions_{split}.parquet")
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
 # ---- format ---------------------------------------------------------------------------------
 
 
@@ -171,7 +200,8 @@ def test_item_side_is_a_function_of_the_item(data):
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    names = sorted(folder.glob("*.csv")) + [folder / "oracle" / "oracle.json", folder / "oracle" / "malformed.json"]
+    names = sorted(folder.glob("*.csv")) + sorted((folder / "oracle").glob("*.parquet")) + [
+        folder / "oracle" / "oracle.json", folder / "oracle" / "malformed.json"]
     return {p.name: p.read_bytes() for p in names}
 
 
@@ -182,12 +212,16 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     generate(tmp_path / "c", seed=6, **small)
     generate(tmp_path / "t", ("test",), seed=5, **small)
     a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
-    assert len(a) == 6 and a == b
-    assert all(a[name] != c[name] for name in a if name.endswith(".csv"))
+    assert len(a) == 8 and a == b
+    assert all(a[name] != c[name] for name in a if name.endswith((".csv", ".parquet")))
     # The test split has its own stream: the same bytes whether train was generated or not.
     t = _files(tmp_path / "t")
     assert t["sample_skeleton_test.csv"] == a["sample_skeleton_test.csv"]
     assert t["common_features_test.csv"] == a["common_features_test.csv"]
+    assert t["impressions_test.parquet"] == a["impressions_test.parquet"] and "impressions_train.parquet" not in t
+    # Another world written over a folder drops the other split's truth (it would be wrong now).
+    generate(tmp_path / "a", ("test",), seed=6, **small)
+    assert not (tmp_path / "a" / "oracle" / "impressions_train.parquet").exists()
 
 
 # ---- field mix ----------------------------------------------------------------------------
@@ -452,6 +486,128 @@ def test_oracle_top_k_ranks_the_catalogue(folder, data, oracle):
         oracle.top_k([12345], 3)
 
 
+# ---- the true probabilities of every impression -------------------------------------------
+
+
+def test_impression_truth_has_one_row_per_impression(folder, data, oracle):
+    for split, d in data.items():
+        table = read_truth(folder, split)
+        assert table.schema.names == ["sample_id", "p_click", "p_click_no_position", "p_conversion_given_click", "p_ctcvr"]
+        assert table.schema.field("sample_id").type == pa.int64()
+        assert all(table.schema.field(c).type == pa.float64() for c in table.schema.names[1:])
+        t = {c: table.column(c).to_numpy() for c in table.schema.names}
+        assert t["sample_id"].tolist() == [r.sample_id for r in d.rows]
+        assert impression_truth_path(folder, split) == folder / "oracle" / f"impressions_{split}.parquet"
+        assert all(np.array_equal(v, t[c]) for c, v in read_impression_truth(folder / "oracle", split).items())
+        for c in table.schema.names[1:]:
+            assert np.all((t[c] > 0) & (t[c] < 1)), c
+        np.testing.assert_allclose(t["p_ctcvr"], t["p_click"] * t["p_conversion_given_click"], rtol=1e-12)
+        # p_click is at the shown position: without e_p it is the mean over the position shares.
+        slot = np.array([r.ids("301")[0] - POSITION_FIRST_ID for r in d.rows])
+        free = logit(t["p_click"]) - POSITION_EFFECTS[slot]
+        mean = sum(s / (1 + np.exp(-(free + e))) for s, e in zip(POSITION_SHARES, POSITION_EFFECTS))
+        np.testing.assert_allclose(t["p_click_no_position"], mean, rtol=1e-9)
+        # Same (user, item) pair at other positions: same position-free logit and conversion.
+        known = np.array([d.user_of(r.key) is not None for r in d.rows])
+        users = np.array([d.user_of(r.key) or 0 for r in d.rows])[known]
+        items = np.array([r.ids("205")[0] for r in d.rows])[known]
+        pair = users * 10_000_000 + items
+        order = np.argsort(pair, kind="stable")
+        same = pair[order][1:] == pair[order][:-1]
+        assert same.sum() > 100 and len(set(slot[known][order][1:][same]) | set(slot[known][order][:-1][same])) == 4
+        for col, v in (("free", free), ("conv", t["p_conversion_given_click"])):
+            v = v[known][order]
+            np.testing.assert_allclose(v[1:][same], v[:-1][same], rtol=1e-12, err_msg=col)
+        # The oracle's position-free pair scores are the file's columns.
+        np.testing.assert_allclose(oracle.click_probability(users, items), t["p_click_no_position"][known], rtol=1e-12)
+        np.testing.assert_allclose(oracle.conversion_probability(users, items), t["p_conversion_given_click"][known],
+                                   rtol=1e-12)
+        np.testing.assert_allclose(oracle.ctcvr_probability(users, items),
+                                   (t["p_click_no_position"] * t["p_conversion_given_click"])[known], rtol=1e-12)
+    with pytest.raises(ValueError, match="unknown split"):
+        impression_truth_path(folder, "valid")
+
+
+def _labels_and_truth(folder: Path, d: SplitData, split: str):
+    t = {c: v for c, v in read_impression_truth(folder, split).items()}
+    click = np.array([r.click for r in d.rows]) == 1
+    conv = np.array([r.conversion for r in d.rows]) == 1
+    natural = click | ~conv  # the planted conversion-without-click rows had their click overwritten
+    return t, click, conv, natural
+
+
+def _within(observed: float, p: np.ndarray, sds: float = 4.0) -> bool:
+    """A count within `sds` standard deviations of the sum of independent Bernoulli(p)."""
+    return abs(observed - p.sum()) < sds * np.sqrt((p * (1 - p)).sum())
+
+
+def test_realised_rates_agree_with_the_written_probabilities(folder, data, high_folder, high_data):
+    for f, dataset in ((folder, data), (high_folder, high_data)):
+        for split, d in dataset.items():
+            t, click, conv, natural = _labels_and_truth(f, d, split)
+            assert _within(click[natural].sum(), t["p_click"][natural]), split
+            assert _within((click & conv).sum(), t["p_ctcvr"][natural]), split
+            assert _within(conv[click].sum(), t["p_conversion_given_click"][click]), split
+            # The position-free probability is calibrated too: its mean is the click rate.
+            assert abs(t["p_click_no_position"].mean() - t["p_click"].mean()) < 0.1 * t["p_click"].mean()
+    # The flag moved the realised rate to its target; the default stays at the published ~0.55%.
+    t, click, conv, _ = _labels_and_truth(high_folder, high_data["train"], "train")
+    assert 0.14 < conv[click].mean() < 0.26
+    assert 0.15 < t["p_conversion_given_click"][click].mean() < 0.25
+    t, click, _, _ = _labels_and_truth(folder, data["train"], "train")
+    assert 0.0035 < t["p_conversion_given_click"][click].mean() < 0.008
+
+
+def test_conversion_rate_flag_changes_conversions_only(folder, data, high_folder, high_data):
+    for split in ("train", "test"):
+        assert (folder / f"common_features_{split}.csv").read_bytes() == (high_folder / f"common_features_{split}.csv").read_bytes()
+        low, high = data[split].rows, high_data[split].rows
+        assert [(r.click, r.key, r.feats) for r in low] == [(r.click, r.key, r.feats) for r in high]
+        assert sum(r.conversion for r in high) > 10 * max(1, sum(r.conversion for r in low))
+        a, b = read_truth(folder, split), read_truth(high_folder, split)
+        assert a.column("p_click").equals(b.column("p_click"))
+        ratio = b.column("p_conversion_given_click").to_numpy() / a.column("p_conversion_given_click").to_numpy()
+        assert ratio.min() > 5
+
+
+def test_conversion_follows_the_planted_fields(high_folder, high_data):
+    oracle = Oracle.load(high_folder)
+    d = high_data["train"]
+    t, click, conv, _ = _labels_and_truth(high_folder, d, "train")
+    p = t["p_conversion_given_click"]
+    # The user's field: rows grouped by the user_consumption_2 (127) id on their session's line.
+    consumption = {k: next((i for c, i, _ in feats if c == "127"), None) for k, feats in d.common.items()}
+    row_level = np.array([consumption[r.key] for r in d.rows], dtype=object)
+    levels = sorted({v for v in row_level if v is not None})
+    assert len(levels) == 4
+    level_index = np.array([-1 if v is None else levels.index(v) for v in row_level])
+    means = [p[level_index == j].mean() for j in range(4)]
+    assert np.all(np.diff(means) > 0) and means[3] > 2 * means[0], means
+    assert means[0] < p[level_index == -1].mean() < means[3]  # absent: no user effect
+    high, low = click & (level_index >= 2), click & (level_index <= 1) & (level_index >= 0)
+    assert conv[high].mean() > conv[low].mean()
+    # Exactly as planted: logit = base + item quality + v[level] + w_c * affinity.
+    known = np.array([d.user_of(r.key) is not None for r in d.rows])
+    u = oracle.user_index([d.user_of(r.key) for r in np.array(d.rows, dtype=object)[known]])
+    i = oracle.item_index([r.ids("205")[0] for r in np.array(d.rows, dtype=object)[known]])
+    user_part = (logit(p[known]) - oracle.params["conversion_base_logit"] - oracle.item_conversion_quality[i]
+                 - CONVERSION_AFFINITY_WEIGHT * oracle.affinity_idx(u, i))
+    planted = np.where(level_index[known] >= 0, CONSUMPTION_EFFECTS[np.maximum(level_index[known], 0)], 0.0)
+    np.testing.assert_allclose(user_part, planted, atol=1e-9)
+    # The item's part is shared through its category (field 206): most of its variance lies between categories.
+    category = dict(zip(oracle.item_ids.tolist(), oracle.item_category_ids.tolist()))
+    shown = np.unique([r.ids("205")[0] for r in d.rows])
+    assert all(category[r.ids("205")[0]] == r.ids("206")[0] for r in d.rows[:2000])
+    q = oracle.item_conversion_quality[oracle.item_index(shown)]
+    cat = np.array([category[x] for x in shown.tolist()])
+    _, inv, counts = np.unique(cat, return_inverse=True, return_counts=True)
+    cat_mean = np.bincount(inv, weights=q) / counts
+    within = ((q - cat_mean[inv]) ** 2)[counts[inv] > 1].mean()
+    assert within < 0.4 * q.var()
+    # Position plays no part in conversion; the CVR is not near-constant: a wide spread.
+    assert np.percentile(p[click], 90) > 2.5 * np.percentile(p[click], 10)
+
+
 # ---- the command line ---------------------------------------------------------------------
 
 
@@ -466,6 +622,25 @@ def test_cli_writes_the_files_and_a_summary(tmp_path):
     assert re.search(r"train\s+2,000\s+\d+", proc.stdout)
     assert sorted(p.name for p in out.iterdir()) == ["common_features_train.csv", "oracle", "sample_skeleton_train.csv"]
     assert len(read_lines(out / "sample_skeleton_train.csv")) == 2000
+    assert sorted(p.name for p in (out / "oracle").iterdir() if p.suffix == ".parquet") == ["impressions_train.parquet"]
+    assert re.search(r"users: [\d,]+ in sessions, [\d,]+ with clicks \(\d+\.\d clicks each\)", proc.stdout)
+
+
+def test_cli_session_and_conversion_flags(tmp_path, capsys):
+    generate_job.main(["--out", str(tmp_path), "--split", "test", "--impressions", "3000", "--users", "3000",
+                       "--items", "300", "--session-min", "2", "--session-max", "2", "--conversion-rate", "0.5"])
+    assert len(read_lines(tmp_path / "common_features_test.csv")) == 1500
+    d = read_split(tmp_path, "test")
+    clicked = [r for r in d.rows if r.click]
+    assert 0.35 < np.mean([r.conversion for r in clicked]) < 0.65
+    doc = json.loads((tmp_path / "oracle" / "oracle.json").read_text())
+    assert doc["params"]["conversion_rate_of_clicks"] == 0.5 and doc["params"]["session_max"] == 2
+    # Short sessions, many users: about one click per user with a click.
+    stats = doc["splits"]["test"]
+    clicks_by_user = Counter(d.user_of(r.key) for r in clicked)
+    assert stats["users_with_clicks"] >= len(clicks_by_user) - (None in clicks_by_user)
+    assert 1.0 <= stats["clicks_per_user_with_clicks"] < 1.3
+    capsys.readouterr()
 
 
 def test_cli_refuses_bad_sizes_with_one_line(tmp_path, capsys):
@@ -473,3 +648,9 @@ def test_cli_refuses_bad_sizes_with_one_line(tmp_path, capsys):
         generate_job.main(["--out", str(tmp_path), "--impressions", "0"])
     assert e.value.code == 2
     assert capsys.readouterr().err.strip() == "error: --impressions must be at least 1 (got 0)"
+    for flags, message in ((["--conversion-rate", "1.5"], "--conversion-rate must be between 0 and 1 (got 1.5)"),
+                           (["--session-min", "9", "--session-max", "3"], "--session-min must be at least 1")):
+        with pytest.raises(SystemExit) as e:
+            generate_job.main(["--out", str(tmp_path), *flags])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.strip().startswith("error: " + message)

@@ -2,19 +2,21 @@
 
 `generate(out_dir, ...)` writes, per split, the two raw files byte-compatible with the
 published ones, plus `oracle/`: the latent truth that `lakerec.aliccp.oracle.Oracle` reads
-back and the manifests of what ingest should quarantine. Same seed, same bytes.
+back, the true click and conversion probabilities of every impression
+(`impressions_{split}.parquet`) and the manifests of what ingest should quarantine. Same
+seed, same bytes.
 
 The modules, from the truth to the bytes:
 
 - `params`: the knobs of the generative model.
 - `id_space`: each field's raw id range, by field name; `code(name)` for the raw code.
 - `randomness`: the seeded streams that make the bytes deterministic.
-- `world`: topics, users, items, popularity, calibrated click and conversion odds.
+- `world`: topics, users, items, popularity, conversion effects, calibrated click and conversion odds.
 - `exposure`: which items a user is shown (the impression propensity).
 - `sessions`: one block of sessions as common and skeleton lines.
 - `encoding`: features, weights, keys and lines in the exact byte format.
 - `malformed`: planted malformed lines, one per quarantine reason, and the manifests.
-- `writer`: the files of each split, oracle.json, and `generate(...)`.
+- `writer`: the files of each split, their impression truth, oracle.json, and `generate(...)`.
 """
 
 from lakerec.aliccp.generator.malformed import MALFORMED_LINES_NAME, MALFORMED_NAME
