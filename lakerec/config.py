@@ -199,6 +199,7 @@ class RankConf(_Validated):
     logistic_regression: bool = True  # the Spark MLlib baseline on the same features
     lr_reg_param: float = field(default=0.0, metadata=NON_NEGATIVE)
     lr_max_iter: int = field(default=50, metadata=POSITIVE)
+    two_stage: bool = True  # the evaluation also runs retrieval + re-ranking (needs a registered two-tower)
 
 
 @dataclass(frozen=True)

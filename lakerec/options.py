@@ -77,6 +77,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("evaluate.exclude_seen", "drop each user's training items from their ranking and recommendations "
                                     "(default: on for MovieLens tables, off for Ali-CCP)"),
     Option("evaluate.als", "the Spark ALS baseline in the evaluation table (--no-als: skip it)"),
+    Option("rank.candidates", "two-stage run: items retrieved per user by the two-tower, then re-ranked", "N"),
+    Option("rank.rerank_by", "two-stage run: the ranker's score that re-ranks the candidates"),
+    Option("rank.logistic_regression", "the Spark MLlib logistic-regression baseline in the ranking table "
+                                       "(--no-logistic-regression: skip it)"),
+    Option("rank.two_stage", "also run retrieval + re-ranking after the ranking table (--no-two-stage: skip it)"),
 )
 
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}

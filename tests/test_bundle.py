@@ -372,7 +372,8 @@ def test_every_wheel_entry_point_is_a_console_script_with_a_real_main(bundle):
         module, func = target.split(":")
         main = getattr(importlib.import_module(module), func)
         assert callable(main) and func == "main", name
-        assert module == f"lakerec.jobs.{name.removeprefix('lakerec-')}", name
+        # lakerec-evaluate-ranker -> lakerec.jobs.evaluate_ranker (console scripts use hyphens)
+        assert module == f"lakerec.jobs.{name.removeprefix('lakerec-').replace('-', '_')}", name
     assert used <= set(scripts)
 
 
