@@ -158,7 +158,7 @@ def auc(labels, scores) -> float:
 
 # Small, quick ranker settings for tests on the planted tables.
 FAST_RANK = dict(
-    rank__epochs=2, rank__batch_size=128, rank__embedding_dim=4, rank__learning_rate=0.01,
+    rank__epochs=3, rank__batch_size=128, rank__embedding_dim=4, rank__learning_rate=0.01,
     rank__deep_layers=(32, 16), rank__cross_layers=1, rank__shuffle_buffer=1000, rank__validation_fraction=0.1,
     rank__early_stopping_patience=0, rank__seed=3,
 )

@@ -51,6 +51,9 @@ def validation_metrics(scores: dict[str, np.ndarray], click: np.ndarray, convers
 class RankValidation(tf.keras.callbacks.Callback):
     """After each epoch, the metrics of validation_metrics on in-memory validation rows, added to the logs.
 
+    Attributes:
+        by_epoch: each epoch's metrics, keyed by the 1-based epoch.
+
     Args:
         rows: the validation rows (the scoring columns and the labels) as numpy arrays.
         columns: what the model reads.
@@ -59,10 +62,11 @@ class RankValidation(tf.keras.callbacks.Callback):
     def __init__(self, rows: dict[str, np.ndarray], columns):
         super().__init__()
         self.rows, self.columns = rows, tuple(columns)
+        self.by_epoch: dict[int, dict[str, float]] = {}  # 1-based epoch -> its metrics (with PREFIX)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
         scores = score_rows(self.model, self.rows, self.columns)
         metrics = validation_metrics(scores, self.rows[LABELS[0]], self.rows[LABELS[1]])
-        logs.update({PREFIX + k: v for k, v in metrics.items()})
+        self.by_epoch[epoch + 1] = {PREFIX + k: v for k, v in metrics.items()}
+        if logs is not None:
+            logs.update(self.by_epoch[epoch + 1])

@@ -183,8 +183,8 @@ def fit(spark, cfg: Config, inputs: RankInputs, ckpt_dir: Path, *, resume: bool,
     """Fit the ranker on the fit rows through Petastorm, with a checkpoint per epoch.
 
     Returns:
-        (the trained RankingModel, loop.FitResult); with a validation slice the model holds
-        the best epoch's weights.
+        (the trained RankingModel, loop.FitResult, the best epoch's validation metrics or {});
+        with a validation slice the model holds the best epoch's weights.
     """
     from lakerec.ranking.callbacks import PREFIX, RankValidation
     from lakerec.ranking.model import build_model
@@ -193,11 +193,11 @@ def fit(spark, cfg: Config, inputs: RankInputs, ckpt_dir: Path, *, resume: bool,
 
     rc, spec = cfg.rank, inputs.spec
     cbs = []
-    best = None
+    best = validation = None
     if inputs.validation is not None:
-        cbs.append(RankValidation(inputs.validation, spec.columns))
-        best = BestEpoch(PREFIX + rc.validation_metric, rc.early_stopping_patience)
-        cbs.append(best)
+        validation = RankValidation(inputs.validation, spec.columns)
+        best = BestEpoch(PREFIX + validation_metric(rc), rc.early_stopping_patience)
+        cbs += [validation, best]
     cbs += [MlflowEpochMetrics(keys=("ctr_loss", "ctcvr_loss")), *callbacks]
     with data.converted(spark, inputs.fit_rows, cfg, list(spec.training_columns), spec.lengths) as feed:
         factory = data.dataset_factory(feed, rc.batch_size, shuffle_buffer=rc.shuffle_buffer,
@@ -205,11 +205,20 @@ def fit(spark, cfg: Config, inputs: RankInputs, ckpt_dir: Path, *, resume: bool,
         params = loop.FitParams(epochs=rc.epochs, steps_per_epoch=inputs.steps, batch_size=rc.batch_size)
         model, result = loop.fit(factory, lambda: build_model(spec, rc), params, checkpoint_dir=ckpt_dir,
                                  resume=resume, callbacks=cbs)
+    best_metrics = {}
     if best is not None and best.best_epoch is not None:
         result.best_epoch, result.best_value, result.stopped_epoch = best.best_epoch, best.best, best.stopped_epoch
+        best_metrics = validation.by_epoch.get(best.best_epoch, {})
         log.info("validation %s: best %.4f at epoch %d%s", best.key, best.best, best.best_epoch,
                  f", stopped after epoch {best.stopped_epoch}" if best.stopped_epoch else "")
-    return model, result
+    return model, result, best_metrics
+
+
+def validation_metric(rc: RankConf) -> str:
+    """What early stopping maximises: rank.validation_metric, auto = ctcvr_auc with esmm, ctr_auc with ctr."""
+    if rc.validation_metric != "auto":
+        return rc.validation_metric
+    return "ctcvr_auc" if rc.objective == "esmm" else "ctr_auc"
 
 
 def export_model(cfg: Config, model, spec: RankSpec) -> tuple[str, str | None]:
@@ -252,7 +261,7 @@ def run(
             returned as "evaluation".
 
     Returns:
-        {"run_id", "run_name", "model_uri", "model_version", "fit": FitResult, "counts",
+        {"run_id", "run_name", "model_uri", "model_version", "model" (in memory), "spec", "fit": FitResult, "counts",
          "rows": {"train", "fit", "validation"}, "validation": the best epoch's metrics,
          "retrieval_model", "evaluation"}.
 
@@ -298,13 +307,9 @@ def run(
                  run_name, rc.objective, cfg.database, f"{inputs.counts['rows']:,}", f"{inputs.counts['clicks']:,}",
                  f"{inputs.counts['conversions']:,}", rc.epochs, inputs.steps, rc.batch_size)
 
-        model, fit_result = fit(spark, cfg, inputs, ckpt_dir, resume=resume, callbacks=callbacks)
+        model, fit_result, validation = fit(spark, cfg, inputs, ckpt_dir, resume=resume, callbacks=callbacks)
         mlflow.log_metrics({"optimizer_steps": fit_result.steps, "train_seconds": fit_result.seconds})
-        validation = {}
         if fit_result.best_epoch is not None:
-            i = fit_result.best_epoch - 1 - fit_result.initial_epoch
-            validation = {k: v[i] for k, v in fit_result.history.items()
-                          if k.startswith("validation/") and 0 <= i < len(v)}
             mlflow.log_metrics({"best_epoch": fit_result.best_epoch,
                                 **{f"best_{k}": v for k, v in validation.items()}})
         model_uri, version = export_model(cfg, model, inputs.spec)
@@ -312,7 +317,7 @@ def run(
         state["finished"] = True
         run_state.write_state(ckpt_dir, state)
     return {"run_id": run_id, "run_name": run_name, "model_uri": model_uri, "model_version": version,
-            "fit": fit_result, "counts": inputs.counts, "objective": rc.objective,
+            "model": model, "spec": inputs.spec, "fit": fit_result, "counts": inputs.counts, "objective": rc.objective,
             "rows": {"train": inputs.counts["rows"], "fit": inputs.n_fit, "validation": inputs.n_validation},
             "validation": validation, "retrieval_model": tags.get(TAG_RETRIEVAL_MODEL), "evaluation": evaluation}
 
