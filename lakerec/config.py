@@ -184,7 +184,12 @@ class RankConf(_Validated):
     deep_layers: tuple[int, ...] = field(default=(128, 64), metadata={"each_min": 1})
     # A shallow position tower added to the CTR logit while training; scoring leaves it out.
     position_bias: bool = True
+    position_l2: float = field(default=1e-3, metadata=NON_NEGATIVE)  # keeps the position logits centred on 0
     validation_fraction: float = field(default=0.05, metadata=FRACTION)  # slice of train for early stopping
+    validation_rows: int = field(default=50_000, metadata=POSITIVE)  # validation rows scored per epoch, at most
+    # What early stopping maximises on the validation slice; auto: ctcvr_auc with esmm (it
+    # moves with both heads), ctr_auc with ctr.
+    validation_metric: Literal["auto", "ctr_auc", "ctcvr_auc"] = "auto"
     early_stopping_patience: int = field(default=1, metadata=NON_NEGATIVE)
     seed: int = 42
     workers: int = field(default=1, metadata=POSITIVE)  # as train.workers

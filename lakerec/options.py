@@ -29,11 +29,14 @@ class Option:
     key: str
     help: str
     metavar: str | None = None
+    # The name where the key's last part is taken by another section's option
+    # (rank.epochs -> rank_epochs, --rank-epochs).
+    alias: str | None = None
 
     @property
     def name(self) -> str:
-        """The notebook parameter and argparse destination: the key's last part (`epochs`)."""
-        return self.key.rsplit(".", 1)[-1]
+        """The notebook parameter and argparse destination: the key's last part (`epochs`), or the alias."""
+        return self.alias or self.key.rsplit(".", 1)[-1]
 
     @property
     def flag(self) -> str:
@@ -77,6 +80,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("evaluate.exclude_seen", "drop each user's training items from their ranking and recommendations "
                                     "(default: on for MovieLens tables, off for Ali-CCP)"),
     Option("evaluate.als", "the Spark ALS baseline in the evaluation table (--no-als: skip it)"),
+    Option("mlflow.registered_ranker", "model registry name of the ranking model"),
+    Option("rank.objective", "ctr: one click head; esmm: click and conversion heads over every impression (ESMM)"),
+    Option("rank.epochs", "ranker training epochs (at most: early stopping may end sooner)", "E", alias="rank_epochs"),
+    Option("rank.batch_size", "ranker batch size", "B", alias="rank_batch_size"),
+    Option("rank.embedding_dim", "embedding dimension of every ranker field", "D", alias="rank_embedding_dim"),
+    Option("rank.learning_rate", "ranker optimizer learning rate", "LR", alias="rank_learning_rate"),
+    Option("rank.cross_layers", "DCN-v2 cross layers beside the deep MLP (0: deep part only)", "N"),
+    Option("rank.position_bias", "learn a shallow position tower added to the CTR logit in training (never at "
+                                 "scoring)"),
+    Option("rank.validation_fraction", "share of train_impressions held out for early stopping (0 = off)", "F",
+           alias="rank_validation_fraction"),
+    Option("rank.early_stopping_patience", "stop after N epochs without a better validation AUC (0 = never)", "N",
+           alias="rank_early_stopping_patience"),
+    Option("rank.workers", "ranker training processes (1 = in the driver)", "N", alias="rank_workers"),
     Option("rank.candidates", "two-stage run: items retrieved per user by the two-tower, then re-ranked", "N"),
     Option("rank.rerank_by", "two-stage run: the ranker's score that re-ranks the candidates"),
     Option("rank.logistic_regression", "the Spark MLlib logistic-regression baseline in the ranking table "

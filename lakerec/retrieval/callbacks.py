@@ -112,7 +112,15 @@ class BestEpoch(tf.keras.callbacks.Callback):
 
 
 class MlflowEpochMetrics(tf.keras.callbacks.Callback):
-    """Logs the epoch's mean loss (as `loss`) and monitoring metrics to the active run, step = epoch."""
+    """Logs the epoch's mean loss (as `loss`) and monitoring metrics to the active run, step = epoch.
+
+    Args:
+        keys: more epoch-log keys to log under their own names (the ranker's per-head losses).
+    """
+
+    def __init__(self, keys: tuple[str, ...] = ()):
+        super().__init__()
+        self.keys = tuple(keys)
 
     def on_epoch_end(self, epoch, logs=None):
         import mlflow
@@ -121,7 +129,7 @@ class MlflowEpochMetrics(tf.keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             if key == "mean_loss":
                 values["loss"] = value
-            elif key == "regularization_loss" or key.startswith(("monitor/", Validation.PREFIX)):
+            elif key in self.keys or key == "regularization_loss" or key.startswith(("monitor/", Validation.PREFIX)):
                 values[key] = value
         values = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
         if values:

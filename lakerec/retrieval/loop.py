@@ -88,10 +88,16 @@ def has_checkpoint(checkpoint_dir: str | Path) -> bool:
 
 
 def _build_variables(model: tf.keras.Model, ds) -> None:
-    """Create the variables (towers, optimizer slots) from one batch, so a restore fills them at once."""
+    """Create the variables (towers, optimizer slots) from one batch, so a restore fills them at once.
+
+    A model other than the two-tower one says how with `build_from_batch(batch)`.
+    """
     first = next(iter(ds.take(1)))
-    model.query_tower(first)
-    model.candidate_tower(first)
+    if hasattr(model, "build_from_batch"):
+        model.build_from_batch(first)
+    else:
+        model.query_tower(first)
+        model.candidate_tower(first)
     model.optimizer.build(model.trainable_variables)
 
 

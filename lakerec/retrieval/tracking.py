@@ -79,13 +79,13 @@ def table_versions(spark, cfg: Config, names=TRAINED_ON) -> dict[str, int]:
     return dict(zip(full, versions))
 
 
-def provenance_tags(spark, cfg: Config) -> dict[str, str]:
-    """Tags every training run carries: git commit, Delta table versions, database."""
+def provenance_tags(spark, cfg: Config, names=TRAINED_ON) -> dict[str, str]:
+    """Tags every training run carries: git commit, Delta table versions (of `names`), database."""
     commit, dirty = git_commit()
     return {
         TAG_GIT_COMMIT: commit,
         TAG_GIT_DIRTY: str(dirty).lower(),
-        TAG_TABLE_VERSIONS: json.dumps(table_versions(spark, cfg), sort_keys=True),
+        TAG_TABLE_VERSIONS: json.dumps(table_versions(spark, cfg, names), sort_keys=True),
         TAG_DATABASE: cfg.database,
     }
 

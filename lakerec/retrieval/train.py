@@ -13,7 +13,6 @@ inputs, the export and the evaluation run on the driver either way.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import tempfile
@@ -23,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lakerec import run_state
 from lakerec.config import Config, TrainConf, override
 from lakerec.errors import InputDataError, LakeRecError
 from lakerec.retrieval import data, evaluate, tracking
@@ -32,33 +32,14 @@ from lakerec.schema import tables as T
 
 log = logging.getLogger("lakerec.train")
 
-STATE_FILE = "lakerec_run.json"
+# The checkpoint folders and resume state are shared with the ranker (lakerec/run_state.py).
+checkpoint_root = run_state.checkpoint_root
+STATE_FILE = run_state.STATE_FILE
+_find_resumable = run_state.find_resumable
+_write_state = run_state.write_state
 
 
 # --------------------------------------------------------------------------- resume state
-
-def checkpoint_root(cfg: Config) -> Path:
-    """The folder holding one checkpoint folder per run: `train.checkpoint_dir` or <lake>/checkpoints."""
-    return Path(cfg.train.checkpoint_dir) if cfg.train.checkpoint_dir else cfg.lake_path / "checkpoints"
-
-
-def _find_resumable(root: Path, database: str, run_name: str | None) -> tuple[str, dict]:
-    """(run name, state) of the named run, or of the newest unfinished run of the database."""
-    if run_name:
-        state_path = root / run_name / STATE_FILE
-        if not state_path.is_file():
-            raise LakeRecError(f"--resume: no run named {run_name!r} under {root}")
-        return run_name, json.loads(state_path.read_text())
-    candidates = []
-    for p in root.glob(f"*/{STATE_FILE}") if root.is_dir() else []:
-        state = json.loads(p.read_text())
-        if not state.get("finished") and state.get("database") == database:
-            candidates.append((p.stat().st_mtime, p.parent.name, state))
-    if not candidates:
-        raise LakeRecError(f"--resume: no unfinished run for database {database} under {root}; start one without --resume")
-    _, name, state = max(candidates, key=lambda c: c[0])
-    return name, state
-
 
 def resumed_config(cfg: Config, root: Path, run_name: str | None, epochs: int | None) -> tuple[Config, str, dict]:
     """The configuration to continue an interrupted run with.
@@ -82,10 +63,6 @@ def resumed_config(cfg: Config, root: Path, run_name: str | None, epochs: int | 
     if epochs is not None:
         stored["epochs"] = epochs
     return override(cfg, **{f"train__{k}": v for k, v in stored.items()}), run_name, state
-
-
-def _write_state(ckpt_dir: Path, state: dict) -> None:
-    (ckpt_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
 
 
 # --------------------------------------------------------------------------- inputs

@@ -1,0 +1,49 @@
+"""Train the ranking model (pCTR, and pCVR with ESMM) on train_impressions and register it.
+
+    python -m lakerec.jobs.rank [--conf PATH] [--lake DIR] [--database DB] [--objective ctr|esmm]
+        [--rank-epochs E] [--rank-batch-size B] [--rank-embedding-dim D] [--rank-learning-rate LR]
+        [--cross-layers N] [--position-bias | --no-position-bias] [--rank-validation-fraction F]
+        [--rank-early-stopping-patience N] [--registered-ranker NAME] [--run-name NAME] [--resume]
+
+Reads train_impressions through Petastorm, checkpoints every epoch under
+<lake>/checkpoints/rank/<run name>, logs the run to MLflow (params, per-epoch losses and
+validation metrics, table versions, the retrieval run it goes with), registers the model as
+mlflow.registered_ranker and prints a summary. Any other rank setting: --set rank.KEY=VALUE.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lakerec import cli
+from lakerec.spark import get_spark
+
+OPTIONS = ("mlflow.registered_ranker", "rank.objective", "rank.epochs", "rank.batch_size", "rank.embedding_dim",
+           "rank.learning_rate", "rank.cross_layers", "rank.position_bias", "rank.validation_fraction",
+           "rank.early_stopping_patience", "rank.workers", "train.petastorm_cache")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("rank", "Train the ranking model (DCN-v2, ESMM) on train_impressions, log it to MLflow.", OPTIONS)
+    p.add_argument("--run-name", help="name of the run (and of its checkpoint folder)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted ranker run from its last checkpoint")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+
+    def body():
+        from lakerec.ranking import train
+
+        cfg = cli.config_from_args(args)
+        spark = get_spark(cfg)
+        out = train.run(spark, cfg, run_name=args.run_name, resume=args.resume,
+                        epochs=args.rank_epochs if args.resume else None)
+        print(train.summary_text(out))
+
+    cli.run_main("rank", body)
+
+
+if __name__ == "__main__":
+    main()
