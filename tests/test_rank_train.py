@@ -53,7 +53,7 @@ def trained(spark, planted_cfg, retrieval_version):
     from lakerec.ranking import train
 
     cfg, planted = planted_cfg
-    return cfg, planted, train.run(spark, cfg, run_name="planted-esmm")
+    return cfg, planted, train.run(spark, cfg, run_name="planted-esmm", evaluate_after=False)
 
 
 def test_the_ranker_learns_both_heads(trained):
@@ -151,8 +151,8 @@ def test_resume_continues_the_interrupted_run(spark, planted_cfg):
     cfg, _ = planted_cfg
     cfg = override(cfg, rank__objective="ctr", mlflow__registered_ranker=f"ranker-resume-{os.getpid()}")
     with pytest.raises(StopAfterEpoch.Interrupted):
-        train.run(spark, cfg, run_name="interrupted", callbacks=[StopAfterEpoch(1)])
-    out = train.run(spark, override(cfg, rank__epochs=1), run_name="interrupted", resume=True)
+        train.run(spark, cfg, run_name="interrupted", callbacks=[StopAfterEpoch(1)], evaluate_after=False)
+    out = train.run(spark, override(cfg, rank__epochs=1), run_name="interrupted", resume=True, evaluate_after=False)
     f, epochs = out["fit"], cfg.rank.epochs
     assert (f.initial_epoch, f.epochs_done) == (1, epochs)  # the run's own epochs, not this call's 1
     assert f.steps == epochs * -(-out["rows"]["fit"] // cfg.rank.batch_size)  # the optimizer's step went on

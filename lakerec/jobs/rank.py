@@ -3,12 +3,13 @@
     python -m lakerec.jobs.rank [--conf PATH] [--lake DIR] [--database DB] [--objective ctr|esmm]
         [--rank-epochs E] [--rank-batch-size B] [--rank-embedding-dim D] [--rank-learning-rate LR]
         [--cross-layers N] [--position-bias | --no-position-bias] [--rank-validation-fraction F]
-        [--rank-early-stopping-patience N] [--registered-ranker NAME] [--run-name NAME] [--resume]
+        [--rank-early-stopping-patience N] [--registered-ranker NAME] [--run-name NAME] [--resume] [--no-evaluate]
 
 Reads train_impressions through Petastorm, checkpoints every epoch under
 <lake>/checkpoints/rank/<run name>, logs the run to MLflow (params, per-epoch losses and
 validation metrics, table versions, the retrieval run it goes with), registers the model as
-mlflow.registered_ranker and prints a summary. Any other rank setting: --set rank.KEY=VALUE.
+mlflow.registered_ranker, evaluates it on test_impressions (the table of
+lakerec.jobs.evaluate_ranker, unless --no-evaluate) and prints a summary. Any other rank setting: --set rank.KEY=VALUE.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = cli.parser("rank", "Train the ranking model (DCN-v2, ESMM) on train_impressions, log it to MLflow.", OPTIONS)
     p.add_argument("--run-name", help="name of the run (and of its checkpoint folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted ranker run from its last checkpoint")
+    p.add_argument("--no-evaluate", action="store_true",
+                   help="skip the evaluation on test_impressions (python -m lakerec.jobs.evaluate_ranker runs it later)")
     return p
 
 
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = cli.config_from_args(args)
         spark = get_spark(cfg)
         out = train.run(spark, cfg, run_name=args.run_name, resume=args.resume,
-                        epochs=args.rank_epochs if args.resume else None)
+                        epochs=args.rank_epochs if args.resume else None, evaluate_after=not args.no_evaluate)
         print(train.summary_text(out))
 
     cli.run_main("rank", body)

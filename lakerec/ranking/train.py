@@ -244,6 +244,7 @@ def run(
     epochs: int | None = None,
     callbacks: Sequence = (),
     after_training: Callable | None = None,
+    evaluate_after: bool = True,
 ) -> dict:
     """Train (or resume) the ranker on cfg.database's train_impressions; log, export and register it.
 
@@ -258,7 +259,9 @@ def run(
         callbacks: extra Keras callbacks, run after each epoch's checkpoint is written.
         after_training: `f(spark, cfg, run_id, model_uri) -> dict`, called inside the open
             MLflow run once the model is logged (the evaluation and its plots); its result is
-            returned as "evaluation".
+            returned as "evaluation". Default: lakerec.ranking.evaluate.run, the ranking
+            table on test_impressions (and the two-stage run), unless evaluate_after is False.
+        evaluate_after: evaluate the new model when no after_training is given.
 
     Returns:
         {"run_id", "run_name", "model_uri", "model_version", "model" (in memory), "spec", "fit": FitResult, "counts",
@@ -313,6 +316,11 @@ def run(
             mlflow.log_metrics({"best_epoch": fit_result.best_epoch,
                                 **{f"best_{k}": v for k, v in validation.items()}})
         model_uri, version = export_model(cfg, model, inputs.spec)
+        if after_training is None and evaluate_after:
+            from lakerec.ranking import evaluate
+
+            def after_training(spark, cfg, run_id, model_uri):
+                return evaluate.run(spark, cfg, model_uri, run_id)
         evaluation = after_training(spark, cfg, run_id, model_uri) if after_training else None
         state["finished"] = True
         run_state.write_state(ckpt_dir, state)
@@ -338,4 +346,7 @@ def summary_text(out: dict) -> str:
         lines.append(f"  validation (best epoch {f.best_epoch}): {best}")
     lines.append(f"  model {out['model_uri']}, registered version {out['model_version']}"
                  + (f"; retrieval model {out['retrieval_model']}" if out["retrieval_model"] else ""))
+    evaluation = out.get("evaluation")
+    if isinstance(evaluation, dict) and evaluation.get("table"):
+        lines += ["", evaluation["table"]]
     return "\n".join(lines)
