@@ -176,7 +176,7 @@ def run(spark: SparkSession, cfg: Config) -> ImpressionsSummary:
 
 def format_summary(s: ImpressionsSummary) -> str:
     """The short table the job prints: per split, rows against samples, labels, cold and OOV rows."""
-    header = ("split", "samples", "rows", "clicks", "conversions", "cold users", "cold items", "oov rows")
+    header = ("split", "in samples", "written", "clicks", "conversions", "cold users", "cold items", "oov rows")
     body = [
         (c.split, f"{c.samples_rows:,}", f"{c.rows:,}", f"{c.clicks:,}", f"{c.conversions:,}",
          f"{c.cold_user_rows:,}", f"{c.cold_item_rows:,}", f"{sum(c.oov_rows.values()):,}")
