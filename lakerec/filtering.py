@@ -9,7 +9,8 @@ times, and writes the result:
     01_item_counts.sql   keep the train rows whose item has >= min_item_count impressions
     02_user_counts.sql   then the rows whose user has >= min_user_count impressions among them
     03_vocabularies.sql  user_vocab, the kept items, feature_vocab (index 0 = out of vocabulary)
-    04_features.sql      positives of both splits, side features as indices, top-L histories
+    04_features.sql      positives of both splits, and the rows whose fields are mapped; then the
+                         shared ../map_features.sql: side features as indices, top-L histories
     05_tables.sql        item_vocab and the interactions of both splits, and their counts
     06_summary.sql       (for users) the same counts, read back from the written tables
 
@@ -20,7 +21,6 @@ train_interactions, test_interactions; `filter_runs` gets one row per run (appen
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -33,7 +33,7 @@ from lakerec.config import Config, FilterConf
 from lakerec.errors import LakeRecError
 from lakerec.schema import tables as T
 from lakerec.schema.fields import SPLITS
-from lakerec.sqlfiles import SQL_DIR, render, split_statements, sql_file
+from lakerec.sqlfiles import SQL_DIR, bind_view, run_views, view_names
 from lakerec.tables import read_table, table_version, write_table
 
 log = logging.getLogger("lakerec.filter")
@@ -51,9 +51,8 @@ MATERIALIZED = frozenset({
     "positives", "featured", "user_histories", T.ITEM_VOCAB.name, "interactions",
 })
 
-_CREATE_VIEW = re.compile(
-    r"^\s*(?:/\*.*?\*/\s*)*CREATE\s+OR\s+REPLACE\s+TEMP(?:ORARY)?\s+VIEW\s+(\w+)", re.IGNORECASE | re.DOTALL
-)
+# The shared step that maps a set of rows' fields through feature_vocab (the impressions job runs it too).
+MAP_FEATURES = "map_features.sql"
 
 STEPS_TYPE = T.STEPS_TYPE
 RUNS_SCHEMA = T.FILTER_RUNS.ddl
@@ -142,31 +141,13 @@ def run_sql(
     params: dict[str, Any] | None = None,
     skip_views: frozenset[str] = frozenset(),
 ) -> list[list[Row]]:
-    """Run one file of lakerec/sql/filter/; return the rows of each of its SELECT statements.
+    """Run one file of lakerec/sql/filter/ (or MAP_FEATURES); return the rows of each of its SELECT statements.
 
     Statements that create a view in `skip_views` are not run (the caller bound that view);
     views in MATERIALIZED are checkpointed as soon as they are created.
     """
-    results = []
-    for st in split_statements(sql_file(f"filter/{name}")):
-        m = _CREATE_VIEW.match(st.sql)
-        view = m.group(1) if m else None
-        if view in skip_views:
-            continue
-        df = spark.sql(render(st.sql, cfg, {k: str(v) for k, v in (params or {}).items()}))
-        if view:
-            if view in MATERIALIZED:
-                bind_view(spark.table(view), view)
-        else:
-            results.append(df.collect())
-    return results
-
-
-def bind_view(df: DataFrame, name: str) -> DataFrame:
-    """Compute `df` once (a local checkpoint) and register it as the temporary view `name`."""
-    materialized = df.localCheckpoint(eager=True)
-    materialized.createOrReplaceTempView(name)
-    return materialized
+    relative = name if name == MAP_FEATURES else f"filter/{name}"
+    return run_views(spark, cfg, relative, params, skip_views, MATERIALIZED)
 
 
 def _step(round_: int, rows: list[list[Row]]) -> StepCounts:
@@ -256,6 +237,7 @@ def build_tables(spark: SparkSession, cfg: Config) -> tuple[dict[str, DataFrame]
         "item_intention_length": conf.item_intention_length,
     }
     run_sql(spark, cfg, "04_features.sql", params)
+    run_sql(spark, cfg, MAP_FEATURES, params)
     counts, feature_sizes = run_sql(spark, cfg, "05_tables.sql", params)
     interactions = spark.table("interactions")
     frames = {
@@ -267,13 +249,8 @@ def build_tables(spark: SparkSession, cfg: Config) -> tuple[dict[str, DataFrame]
 
 def temp_views() -> list[str]:
     """The temporary views the filter SQL files create (dropped at the end of a run)."""
-    names = []
-    for path in sorted((SQL_DIR / "filter").glob("*.sql")):
-        for st in split_statements(path.read_text()):
-            m = _CREATE_VIEW.match(st.sql)
-            if m:
-                names.append(m.group(1))
-    return names
+    files = sorted(p.name for p in (SQL_DIR / "filter").glob("*.sql"))
+    return [v for name in files for v in view_names(f"filter/{name}")] + view_names(MAP_FEATURES)
 
 
 def _append(df: DataFrame, name: str) -> None:

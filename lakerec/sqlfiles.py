@@ -5,35 +5,50 @@ user with `python -m lakerec.jobs.sql -f FILE`); this module is the one way they
 
 Placeholders. `${database}` is the configured database and `${name}` a job parameter
 (`--param name=VALUE`: min_item_count, min_user_count, label, history_length,
-item_intention_length). The column lists that follow the field registry
+item_intention_length, split). The column lists that follow the field registry
 (lakerec.schema.fields) are filled in by `render` itself, so a file runs with no extra
 --param, and a field added to the registry reaches every query. Each one, with its value
 for the Ali-CCP fields of today:
 
-    side_single_stack    stack() arguments, one (feature, value) pair per single-valued side
-                         feature of both towers:
-                         `11, 'user_profile', user_profile, ..., 'item_brand', item_brand`
-                         (03_vocabularies.sql, 04_features.sql)
+    row_single_stack     stack() arguments, one (feature, value) pair per single-valued field of an
+                         impression that feature_vocab serves: the side features of both towers,
+                         then the ranker's (lakerec.schema.fields.rank_features):
+                         `15, 'user_profile', user_profile, ..., 'item_brand', item_brand,
+                         'position', position, ..., 'user_item_brands', user_item_brands`
+                         (filter/03_vocabularies.sql, map_features.sql)
     user_multi_stack     the same for the user history arrays:
                          `4, 'user_categories', user_categories, ..., 'user_intentions', user_intentions`
-                         (03, 04)
-    item_multi_stack     the same for the item's multi-valued side features: `1, 'item_intention', item_intention`
-                         (03, 04)
-    side_single_pivot    PIVOT values, a feature to its index column:
-                         `'user_profile' AS user_profile_index, ..., 'item_brand' AS item_brand_index` (04)
-    user_multi_pivot     `'user_categories' AS user_categories, ...` (04; PIVOT appends _ids / _weights)
-    item_multi_pivot     `'item_intention' AS item_intention` (04)
-    side_single_indices  `coalesce(user_profile_index, 0) AS user_profile_index, ...`: every
-                         single-valued side feature's index, 0 when missing (04)
+                         (03, map_features.sql)
+    row_multi_stack      the same for the impression's own multi-valued fields, the item's then the
+                         ranker's: `2, 'item_intention', item_intention, 'user_item_intentions',
+                         user_item_intentions` (03, map_features.sql)
+    row_single_pivot     PIVOT values, a feature to its index column:
+                         `'user_profile' AS user_profile_index, ..., 'user_item_brands' AS
+                         user_item_brands_index` (map_features.sql)
+    user_multi_pivot     `'user_categories' AS user_categories, ...` (map_features.sql; PIVOT appends _ids / _weights)
+    row_multi_pivot      `'item_intention' AS item_intention, 'user_item_intentions' AS user_item_intentions`
+    row_single_indices   `coalesce(user_profile_index, 0) AS user_profile_index, ...`: every field of
+                         row_single_stack as its index, 0 when missing (map_features.sql)
     user_multi_arrays    `coalesce(user_categories_ids, array_repeat(0, ${history_length})) AS user_categories_ids,
                          coalesce(user_categories_weights, array_repeat(CAST(0 AS FLOAT), ${history_length}))
-                         AS user_categories_weights, ...`: the padded history arrays (05)
-    item_multi_arrays    the same for the item's arrays, padded to ${item_intention_length} (04)
-    user_single_columns  `user_profile_index, ..., user_geography_index` (05)
+                         AS user_categories_weights, ...`: the padded history arrays (filter/05, impressions/02)
+    row_multi_arrays     the same for the fields of row_multi_stack, padded to ${item_intention_length}
+                         (map_features.sql)
+    user_single_columns  `user_profile_index, ..., user_geography_index` (filter/05, impressions/02)
     item_side_columns    `item_category_index, item_shop_index, item_brand_index, item_intention_ids,
-                         item_intention_weights`: the item tower's columns (05)
+                         item_intention_weights`: the item tower's columns (filter/05, impressions/02)
+    rank_columns         the ranker's columns of the impressions tables, in registry order:
+                         `position_index, user_item_categories_index, CAST(coalesce(user_item_categories_weight,
+                         0) AS FLOAT) AS user_item_categories_weight, ..., user_item_intentions_ids,
+                         user_item_intentions_weights` (impressions/02)
+    oov_counts           map() arguments, one (field, rows) pair per field feature_vocab serves: the
+                         rows where the field is present in samples / user_contexts but maps to
+                         nothing (index 0, or arrays of padding only):
+                         `'user_profile', count_if(user_profile IS NOT NULL AND user_profile_index = 0),
+                         ..., 'user_categories', count_if(size(user_categories) > 0 AND
+                         user_categories_ids[0] = 0), ...` (impressions/03)
     user_multi_fields    `user_categories, user_shops, user_brands, user_intentions`: the history
-                         columns of user_contexts (ingest/samples_wide.sql)
+                         columns of user_contexts (ingest/samples_wide.sql, impressions/03)
 
 The lists name columns without a table alias; the queries that use them select from one
 relation that holds those columns, so no name is ambiguous. Their values may use
@@ -48,7 +63,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 
 from lakerec.config import Config
 from lakerec.errors import LakeRecError
@@ -57,6 +72,11 @@ from lakerec.schema import fields as F
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _SEP = ",\n    "  # one entry per line in the rendered SQL, as the files held them by hand
+
+
+_CREATE_VIEW = re.compile(
+    r"^\s*(?:/\*.*?\*/\s*)*CREATE\s+OR\s+REPLACE\s+TEMP(?:ORARY)?\s+VIEW\s+(\w+)", re.IGNORECASE | re.DOTALL
+)
 
 
 @dataclass(frozen=True)
@@ -88,25 +108,44 @@ def _padded(f: F.Field, length: str) -> str:
     )
 
 
+def _oov_count(f: F.Field) -> str:
+    """Rows where field f is present in its source table but maps to nothing (impressions/03)."""
+    if f.multi:
+        return f"'{f.name}', count_if(size({f.sql_column}) > 0 AND {f.ids_column}[0] = 0)"
+    return f"'{f.name}', count_if({f.sql_column} IS NOT NULL AND {f.index_column} = 0)"
+
+
+def _rank_column(f: F.Field) -> str:
+    """A ranker field's columns in the impressions tables: the index (or arrays), and a single field's weight."""
+    if f.multi:
+        return f"{f.ids_column}, {f.weights_column}"
+    if f.weight_column:
+        return f"{f.index_column}, CAST(coalesce({f.weight_column}, 0) AS FLOAT) AS {f.weight_column}"
+    return f.index_column
+
+
 @lru_cache(maxsize=1)
 def schema_placeholders() -> dict[str, str]:
     """The registry's column lists, by placeholder name (documented in the module docstring)."""
-    side_single = F.side_features(multi=False)
+    row_single = F.side_features(multi=False) + F.rank_features(multi=False)
     user_multi = F.side_features(F.QUERY, multi=True)
-    item_multi = F.side_features(F.CANDIDATE, multi=True)
+    row_multi = F.side_features(F.CANDIDATE, multi=True) + F.rank_features(multi=True)
     user_single = F.side_features(F.QUERY, multi=False)
+    mapped = F.side_features(F.QUERY) + F.side_features(F.CANDIDATE) + F.rank_features()
     return {
-        "side_single_stack": _stack(side_single),
+        "row_single_stack": _stack(row_single),
         "user_multi_stack": _stack(user_multi),
-        "item_multi_stack": _stack(item_multi),
-        "side_single_pivot": _SEP.join(f"'{f.name}' AS {f.index_column}" for f in side_single),
+        "row_multi_stack": _stack(row_multi),
+        "row_single_pivot": _SEP.join(f"'{f.name}' AS {f.index_column}" for f in row_single),
         "user_multi_pivot": _SEP.join(f"'{f.name}' AS {f.name}" for f in user_multi),
-        "item_multi_pivot": _SEP.join(f"'{f.name}' AS {f.name}" for f in item_multi),
-        "side_single_indices": _SEP.join(f"coalesce({f.index_column}, 0) AS {f.index_column}" for f in side_single),
+        "row_multi_pivot": _SEP.join(f"'{f.name}' AS {f.name}" for f in row_multi),
+        "row_single_indices": _SEP.join(f"coalesce({f.index_column}, 0) AS {f.index_column}" for f in row_single),
         "user_multi_arrays": _SEP.join(_padded(f, "history_length") for f in user_multi),
-        "item_multi_arrays": _SEP.join(_padded(f, "item_intention_length") for f in item_multi),
+        "row_multi_arrays": _SEP.join(_padded(f, "item_intention_length") for f in row_multi),
         "user_single_columns": ", ".join(f.index_column for f in user_single),
         "item_side_columns": ", ".join(c for f in F.side_features(F.CANDIDATE) for c in f.model_columns),
+        "rank_columns": _SEP.join(_rank_column(f) for f in F.rank_features()),
+        "oov_counts": _SEP.join(_oov_count(f) for f in mapped),
         "user_multi_fields": ", ".join(f.sql_column for f in F.select(file=F.COMMON, multi=True)),
     }
 
@@ -141,3 +180,53 @@ def run_statements(spark: SparkSession, text: str, cfg: Config, params: dict[str
 def sql_file(relative: str) -> str:
     """The text of a SQL file under lakerec/sql/ (e.g. "ingest/samples_wide.sql")."""
     return (SQL_DIR / relative).read_text()
+
+
+def created_view(st: Statement) -> str | None:
+    """The temporary view a statement creates (`CREATE OR REPLACE TEMPORARY VIEW name ...`), else None."""
+    m = _CREATE_VIEW.match(st.sql)
+    return m.group(1) if m else None
+
+
+def view_names(relative: str) -> list[str]:
+    """The temporary views a SQL file under lakerec/sql/ creates, in order."""
+    return [v for v in map(created_view, split_statements(sql_file(relative))) if v]
+
+
+def bind_view(df: DataFrame, name: str) -> DataFrame:
+    """Compute `df` once (a local checkpoint) and register it as the temporary view `name`."""
+    materialized = df.localCheckpoint(eager=True)
+    materialized.createOrReplaceTempView(name)
+    return materialized
+
+
+def run_views(
+    spark: SparkSession,
+    cfg: Config,
+    relative: str,
+    params: dict[str, object] | None = None,
+    skip_views: frozenset[str] = frozenset(),
+    materialized: frozenset[str] = frozenset(),
+) -> list[list[Row]]:
+    """Run one file of view definitions and queries (a stage's step); return each SELECT's rows.
+
+    Args:
+        relative: the file, under lakerec/sql/ (`filter/03_vocabularies.sql`).
+        params: the step's `${name}` values.
+        skip_views: views the caller bound itself: the statements creating them are not run.
+        materialized: views checkpointed as soon as they are created (read many times later);
+            the others stay lazy, so a big one is streamed by whatever finally reads it.
+    """
+    results = []
+    values = {k: str(v) for k, v in (params or {}).items()}
+    for st in split_statements(sql_file(relative)):
+        view = created_view(st)
+        if view in skip_views:
+            continue
+        df = spark.sql(render(st.sql, cfg, values))
+        if view:
+            if view in materialized:
+                bind_view(spark.table(view), view)
+        else:
+            results.append(df.collect())
+    return results

@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 AZUREML = REPO / "conf" / "azureml"
 SPARK_ENTRY = REPO / "azureml_spark_entry.py"
 RUNNER_MODULE = "lakerec.jobs.azureml"
-JOB_FILES = {"ingest.yml", "filter.yml", "train.yml", "pipeline.yml"}
+JOB_FILES = {"ingest.yml", "filter.yml", "impressions.yml", "train.yml", "pipeline.yml"}
 NOT_JOBS = {"environment.yml", "conda.yml"}  # an environment and its conda spec
-PIPELINE_ORDER = ["ingest", "filter", "train", "evaluate", "recommend"]
+PIPELINE_ORDER = ["ingest", "filter", "impressions", "train", "evaluate", "recommend"]
 
 
 run = importlib.import_module(RUNNER_MODULE)
@@ -116,7 +116,7 @@ def test_pipeline_chains_the_steps_in_order():
         node = pipe.jobs[step]
         text = node.args if isinstance(node, Spark) else node.command
         assert "--after ${{inputs.upstream}}" in text
-    assert pipe.jobs["ingest"].type == pipe.jobs["filter"].type == "spark"
+    assert pipe.jobs["ingest"].type == pipe.jobs["filter"].type == pipe.jobs["impressions"].type == "spark"
     for step in ("train", "evaluate", "recommend"):
         node = pipe.jobs[step]
         assert node.type == "command" and node.compute == "gpu-cluster"
@@ -124,7 +124,7 @@ def test_pipeline_chains_the_steps_in_order():
         assert "--local-spark" in node.command.split()
     assert "--k 100" in pipe.jobs["recommend"].command
     assert "--no-evaluate" in pipe.jobs["train"].command.split()  # the evaluate step does it
-    for step in ("ingest", "filter"):  # the shared (anchored) Spark settings reach both steps
+    for step in ("ingest", "filter", "impressions"):  # the shared (anchored) Spark settings reach every Spark step
         node = pipe.jobs[step]
         assert (node.driver_cores, node.executor_memory, node.dynamic_allocation_max_executors) == (4, "28g", 8)
         assert (node.resources.instance_type, str(node.resources.runtime_version)) == ("standard_e8s_v3", "3.4")

@@ -189,9 +189,9 @@ def test_movielens_writes_the_filter_schema(spark, cfg, tmp_path):
 
 # --------------------------------------------------------------------------- SQL placeholders
 
-# What the jobs pass with --param (filtering.py); everything else comes from the registry.
+# What the jobs pass with --param (filtering.py, impressions.py); everything else comes from the registry.
 JOB_PARAMS = {"min_item_count": "2", "min_user_count": "2", "label": "click", "history_length": "3",
-              "item_intention_length": "2"}
+              "item_intention_length": "2", "split": "train"}
 
 
 def test_every_placeholder_of_every_sql_file_has_a_value(base_cfg):
@@ -207,21 +207,30 @@ def test_every_placeholder_of_every_sql_file_has_a_value(base_cfg):
         assert "${" not in rendered, rel
     assert used >= set(lists), f"placeholders no SQL file uses: {sorted(set(lists) - used)}"
     # the files of a step that takes no parameter run as they are (`python -m lakerec.jobs.sql -f FILE`)
-    for name in ("filter/03_vocabularies.sql", "ingest/samples_wide.sql", "filter/06_summary.sql"):
+    for name in ("filter/03_vocabularies.sql", "ingest/samples_wide.sql", "filter/06_summary.sql",
+                 "impressions/03_counts.sql"):
         assert "${" not in sqlfiles.render(sqlfiles.sql_file(name), base_cfg), name
 
 
 def test_placeholders_render_the_lists_the_files_held_by_hand(base_cfg):
     lists = sqlfiles.schema_placeholders()
     flat = {k: re.sub(r"\s+", " ", v) for k, v in lists.items()}
-    assert flat["side_single_stack"] == (
-        "11, 'user_profile', user_profile, 'user_group', user_group, 'user_gender', user_gender, "
+    assert flat["row_single_stack"] == (
+        "15, 'user_profile', user_profile, 'user_group', user_group, 'user_gender', user_gender, "
         "'user_age', user_age, 'user_consumption', user_consumption, 'user_consumption_2', user_consumption_2, "
         "'user_is_occupied', user_is_occupied, 'user_geography', user_geography, "
-        "'item_category', item_category, 'item_shop', item_shop, 'item_brand', item_brand")
+        "'item_category', item_category, 'item_shop', item_shop, 'item_brand', item_brand, "
+        "'position', position, 'user_item_categories', user_item_categories, 'user_item_shops', user_item_shops, "
+        "'user_item_brands', user_item_brands")
     assert flat["user_multi_stack"] == ("4, 'user_categories', user_categories, 'user_shops', user_shops, "
                                         "'user_brands', user_brands, 'user_intentions', user_intentions")
-    assert flat["item_multi_pivot"] == "'item_intention' AS item_intention"
+    assert flat["row_multi_pivot"] == "'item_intention' AS item_intention, 'user_item_intentions' AS user_item_intentions"
+    assert flat["rank_columns"] == (
+        "position_index, user_item_categories_index, "
+        "CAST(coalesce(user_item_categories_weight, 0) AS FLOAT) AS user_item_categories_weight, "
+        "user_item_shops_index, CAST(coalesce(user_item_shops_weight, 0) AS FLOAT) AS user_item_shops_weight, "
+        "user_item_brands_index, CAST(coalesce(user_item_brands_weight, 0) AS FLOAT) AS user_item_brands_weight, "
+        "user_item_intentions_ids, user_item_intentions_weights")
     assert flat["item_side_columns"] == ("item_category_index, item_shop_index, item_brand_index, "
                                          "item_intention_ids, item_intention_weights")
     rendered = sqlfiles.render("${user_multi_arrays}", base_cfg, {"history_length": "5"})

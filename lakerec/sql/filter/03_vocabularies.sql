@@ -4,14 +4,15 @@
   Defines kept_samples         the samples rows of kept_rows (train split)
           user_vocab           one row per kept user
           kept_items           one row per kept item: counts, index, first impression
-          feature_occurrences  (feature, raw_id, impressions) of every side-feature id
-          feature_vocab        one row per side feature and id
+          feature_occurrences  (feature, raw_id, impressions) of every id of a field feature_vocab serves
+          feature_vocab        one row per field and id: the side features of both towers, and the
+                               ranker's fields (position, the user-item cross fields)
 
   An index is 1..n, contiguous: the most frequent id first, ties by the smaller id, so a
   re-run on the same rows gives the same indices. 0 is reserved for an id outside the
   vocabulary (a test user or item never kept, a missing field).
   Counts are over the kept train impressions.
-  The feature lists (side_single_stack, item_multi_stack, user_multi_stack) are filled in from
+  The feature lists (row_single_stack, row_multi_stack, user_multi_stack) are filled in from
   the field registry, lakerec/schema/fields.py; lakerec/sqlfiles.py documents each one.
 */
 CREATE OR REPLACE TEMPORARY VIEW kept_samples AS
@@ -42,16 +43,17 @@ SELECT item_id,
 FROM kept_rows
 GROUP BY item_id;
 
--- Side-feature ids of the kept impressions: single-valued fields, item intentions, and the
--- history of each impression's user context (counted once per impression of that context)
+-- Feature ids of the kept impressions: single-valued fields (side and ranker's), the impression's
+-- multi-valued fields (item intentions, user-item intentions), and the history of each
+-- impression's user context (counted once per impression of that context)
 CREATE OR REPLACE TEMPORARY VIEW feature_occurrences AS
 SELECT f.feature, f.raw_id, 1L AS impressions
 FROM kept_samples
-LATERAL VIEW stack(${side_single_stack}) f AS feature, raw_id
+LATERAL VIEW stack(${row_single_stack}) f AS feature, raw_id
 UNION ALL
 SELECT f.feature, x.e.id AS raw_id, 1L AS impressions
 FROM kept_samples
-LATERAL VIEW stack(${item_multi_stack}) f AS feature, entries
+LATERAL VIEW stack(${row_multi_stack}) f AS feature, entries
 LATERAL VIEW explode(f.entries) x AS e
 UNION ALL
 SELECT f.feature, x.e.id AS raw_id, c.n_impressions AS impressions
@@ -63,7 +65,7 @@ JOIN ${database}.user_contexts AS u
 LATERAL VIEW stack(${user_multi_stack}) f AS feature, entries
 LATERAL VIEW explode(f.entries) x AS e;
 
--- feature_vocab: per feature, index 1..n, most impressions first, ties by raw_id
+-- feature_vocab: per field, index 1..n, most impressions first, ties by raw_id
 CREATE OR REPLACE TEMPORARY VIEW feature_vocab AS
 SELECT feature,
        raw_id,
