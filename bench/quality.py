@@ -4,7 +4,11 @@
 
 Generates three lakes once into bench/out/quality/<level> (cached: a rerun reuses the raw
 files and the filtered tables; --fresh starts again), with the generator's own flags
-(--impressions/--users/--items), so that train holds about 1, 5 and 25 clicks per user.
+(--impressions/--users/--items, and for the sparse level --session-min 1 --session-max 3),
+so that train holds about 1, 5 and 25 clicks per user (the README's generator section
+explains the flags). The sparse level keeps every user (filter.min_user_count 1): at the
+demo's threshold of 3 the users with one or two impressions, which make the level sparse,
+would be filtered away.
 On each it trains conf/local.yml (plus any --set) and prints, per level, recall@100 and
 NDCG@10 of the model, of every baseline the evaluation returns (most-popular, random and
 any other method it reports, e.g. an ALS baseline) and of the oracle: the generator's
@@ -26,14 +30,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out" / "quality"
 
-# name -> generator flags: about 1, 5 and 25 train clicks per user (click rate ~3.9%).
+# name -> generator arguments: about 1, 5 and 25 train clicks per user with clicks (click
+# rate ~3.9%; a session is 20-60 impressions unless its length is set, README "Generator").
 LEVELS = {
-    "sparse": dict(impressions=40_000, users=2_000, items=1_000),
-    "medium": dict(impressions=40_000, users=300, items=1_000),
+    "sparse": dict(impressions=40_000, users=20_000, items=1_000, session_min=1, session_max=3),
+    "medium": dict(impressions=40_000, users=450, items=1_000),
     "dense": dict(impressions=60_000, users=100, items=1_000),
     # Not a default level: MovieLens-100k's sizes, the lake conf/movielens.yml was swept on.
     "movielens": dict(impressions=100_000, users=943, items=1_682),
 }
+# name -> config overrides of that level (on top of --conf and --set).
+LEVEL_CONFIG = {"sparse": {"filter.min_user_count": 1}}
 DEFAULT_LEVELS = ("sparse", "medium", "dense")
 K_RECALL, K_NDCG = 100, 10
 
@@ -50,10 +57,14 @@ def prepare(spark, cfg, level: str) -> Path:
     from lakerec import filtering, ingest
     from lakerec.aliccp.generator import generate
 
+    from lakerec.aliccp.generator.params import GeneratorParams
+
     raw, done = OUT / level / "raw", OUT / level / "prepared"
     if not done.is_file():
         shutil.rmtree(raw, ignore_errors=True)
-        generate(raw, ("train", "test"), seed=42, **LEVELS[level])
+        sizes = dict(LEVELS[level])
+        sessions = {k: sizes.pop(k) for k in ("session_min", "session_max") if k in sizes}
+        generate(raw, ("train", "test"), seed=42, params=GeneratorParams(**sessions), **sizes)
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
         ingest.run(spark, cfg, str(raw))
         filtering.run(spark, cfg)
@@ -80,11 +91,11 @@ def oracle_metrics(spark, cfg, raw: Path) -> dict[str, float]:
 
 
 def clicks_per_user(spark, cfg) -> float:
-    """Train clicks per vocabulary user (users with impressions but no click count too)."""
+    """Train clicks per user with at least one train click (the generator's own measure)."""
     from lakerec.schema import tables as T
 
-    clicks = spark.table(cfg.table(T.TRAIN_INTERACTIONS.name)).count()
-    return clicks / max(spark.table(cfg.table(T.USER_VOCAB.name)).count(), 1)
+    clicks = spark.table(cfg.table(T.TRAIN_INTERACTIONS.name))
+    return clicks.count() / max(clicks.select("user_id").distinct().count(), 1)
 
 
 def main() -> None:
@@ -108,7 +119,8 @@ def main() -> None:
     spark = None
     for level in args.levels.split(","):
         t0 = time.monotonic()
-        cfg = override(load_config(args.conf, lake=str(OUT / "lake"), database=f"quality_{level}"), values)
+        cfg = override(load_config(args.conf, lake=str(OUT / "lake"), database=f"quality_{level}"),
+                       {**LEVEL_CONFIG.get(level, {}), **values})
         spark = spark or get_spark(cfg)
         raw = prepare(spark, cfg, level)
         density = clicks_per_user(spark, cfg)
