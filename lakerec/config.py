@@ -199,11 +199,17 @@ class RankConf(_Validated):
     # ---- evaluation (`python -m lakerec.jobs.evaluate_ranker`) and the two-stage run
     eval_batch_size: int = field(default=8192, metadata=POSITIVE)
     candidates: int = field(default=200, metadata=POSITIVE)  # retrieved per user, then re-ranked
-    rerank_by: Literal["p_click", "p_ctcvr"] = "p_click"
+    # p_click, p_ctcvr (esmm), or expected_clicks = p_click x the item's smoothed share of
+    # train impressions (how often it is shown): the clicks a list is judged on happened where
+    # items were shown, and pCTR alone, by design, knows nothing of that (lakerec.ranking.rerank).
+    rerank_by: Literal["p_click", "p_ctcvr", "expected_clicks"] = "expected_clicks"
     ctr_prior_strength: float = field(default=20.0, metadata=NON_NEGATIVE)  # item-CTR baseline smoothing
     logistic_regression: bool = True  # the Spark MLlib baseline on the same features
     lr_reg_param: float = field(default=0.0, metadata=NON_NEGATIVE)
     lr_max_iter: int = field(default=50, metadata=POSITIVE)
+    # `recommend` re-ranks its candidates (rank.candidates per user) with the newest registered
+    # ranker when there is one (lakerec.ranking.rerank), and writes its p_click / p_conversion.
+    rerank_recommendations: bool = True
     two_stage: bool = True  # the evaluation also runs retrieval + re-ranking (needs a registered two-tower)
 
 

@@ -98,6 +98,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("rank.rerank_by", "two-stage run: the ranker's score that re-ranks the candidates"),
     Option("rank.logistic_regression", "the Spark MLlib logistic-regression baseline in the ranking table "
                                        "(--no-logistic-regression: skip it)"),
+    Option("rank.rerank_recommendations", "re-rank the recommendations with the newest registered ranker, if any "
+                                          "(--no-rerank-recommendations: the two-tower's order)"),
     Option("rank.two_stage", "also run retrieval + re-ranking after the ranking table (--no-two-stage: skip it)"),
 )
 

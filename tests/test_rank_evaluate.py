@@ -192,7 +192,8 @@ def evaluated(spark, base_cfg, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rankeval")
     cfg = override(base_cfg, database=f"rankeval_{os.getpid()}", raw=str(tmp / "raw"),
                    mlflow__registered_model=f"two-tower-rankeval-{os.getpid()}",
-                   rank__candidates=CANDIDATES, rank__eval_batch_size=64, rank__lr_max_iter=30)
+                   rank__candidates=CANDIDATES, rank__eval_batch_size=64, rank__lr_max_iter=30,
+                   rank__rerank_by="p_click")  # the hand computation re-ranks by pCTR
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
     write_planted_lake(spark, cfg, tmp)
     register_planted_two_tower(cfg, tmp)

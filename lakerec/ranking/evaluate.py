@@ -126,23 +126,25 @@ def check_ranker(ranker: Ranker, available) -> list[str]:
     return cols
 
 
-def score_impressions(test, model_uri: str, loader: Loader, tracking_uri: str | None = None):
-    """(test rows scored by the ranker: KEYS + p_click, p_conversion, p_ctcvr; the driver's ranker).
+def score_impressions(test, model_uri: str, loader: Loader, tracking_uri: str | None = None,
+                      keys: tuple[str, ...] = B.KEYS, keys_ddl: str = B.KEYS_DDL):
+    """(rows scored by the ranker: `keys` + p_click, p_conversion, p_ctcvr; the driver's ranker).
 
-    Streamed with mapInPandas; each worker loads the ranker once (module doc).
+    Streamed with mapInPandas; each worker loads the ranker once (module doc). `keys` are
+    the columns carried through (their DDL in keys_ddl): the impression's by default.
     """
     import numpy as np
     import pandas as pd
 
     ranker = _load(model_uri, loader, tracking_uri)
     cols = check_ranker(ranker, test.columns)
-    wanted = list(dict.fromkeys([*B.KEYS, *cols]))
+    wanted = list(dict.fromkeys([*keys, *cols]))
 
     def predict(batches):
         model = worker_cached(("ranker", model_uri, loader), lambda: _load(model_uri, loader, tracking_uri))
         for pdf in batches:
             out = model.predict(pdf[cols])
-            frame = pdf[list(B.KEYS)].copy()
+            frame = pdf[list(keys)].copy()
             for name in M.SCORES:
                 values = np.asarray(out[name], dtype=np.float64) if name in out else np.full(len(pdf), np.nan)
                 if values.shape != (len(pdf),):
@@ -150,7 +152,7 @@ def score_impressions(test, model_uri: str, loader: Loader, tracking_uri: str | 
                 frame[name] = values
             yield pd.DataFrame(frame)
 
-    schema = f"{B.KEYS_DDL}, p_click double, p_conversion double, p_ctcvr double"
+    schema = f"{keys_ddl}, p_click double, p_conversion double, p_ctcvr double"
     return test.select(*wanted).mapInPandas(predict, schema), ranker
 
 

@@ -10,11 +10,15 @@ exactly as served) and the ranker. Each candidate's item columns come from item_
 Recall@K and NDCG@K (K = 10, binary relevance: the user's distinct clicked test items, all of
 them in the denominator, retrievable or not) are reported for
     retrieval alone      the two-tower's order
-    retrieval + ranker   the same candidates ordered by the ranker's rank.rerank_by (p_click
-                         or p_ctcvr, which needs an esmm ranker)
-    retrieval + oracle   the same candidates ordered by the generator's true click
-                         probability, averaged over positions (lakerec.aliccp.oracle); omitted
-                         with a note when the data was not generated.
+    retrieval + ranker   the same candidates ordered by the ranker's rank.rerank_by (p_click,
+                         p_ctcvr (esmm), or expected_clicks = p_click x the item's exposure:
+                         lakerec.ranking.rerank)
+    retrieval + oracle   the same candidates ordered by the generator's truth for the same
+                         order: its position-averaged click probability (p_click), times its
+                         conversion probability (p_ctcvr), or times the chance the user is
+                         shown the item (expected_clicks: lakerec.aliccp.oracle
+                         clicked_probability); omitted with a note when the data was not
+                         generated.
 Candidate features: a (user, candidate) pair that was never impressed has no cross fields
 (508/509/702/853) and no position, so every candidate is scored with them absent (index 0,
 weight 0, empty arrays): the same for every candidate, so nothing about the test clicks leaks
@@ -34,8 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from lakerec.config import Config
-from lakerec.errors import ConfigError, InputDataError
+from lakerec.errors import InputDataError
 from lakerec.ranking import baselines as B
+from lakerec.ranking import rerank as R
 from lakerec.schema import fields as F
 from lakerec.schema import tables as T
 
@@ -121,7 +126,7 @@ def run(spark, cfg: Config, ranker_uri: str, two_tower_run: str, *, loader=None,
         ranker_uri: the ranker's model URI (loaded by `loader`).
         two_tower_run: the training run whose exported two-tower retrieves.
         loader: model URI -> Ranker (default lakerec.ranking.scoring.load_ranker).
-        oracle: an object with `click_probability(user_ids, item_ids)` (position-averaged);
+        oracle: an Oracle-like object (click_probability, ctcvr_probability, clicked_probability);
             None: the generator's oracle under cfg.raw, or no oracle row.
         k: the cut-off of recall and NDCG.
 
@@ -141,16 +146,17 @@ def run(spark, cfg: Config, ranker_uri: str, two_tower_run: str, *, loader=None,
     loader = loader or E.default_loader()
     ranker = E._load(ranker_uri, loader, cfg.tracking_uri)
     rerank_by, n_candidates, tracking_uri = cfg.rank.rerank_by, cfg.rank.candidates, cfg.tracking_uri
-    if rerank_by == "p_ctcvr" and ranker.objective != "esmm":
-        raise ConfigError(f"--rerank-by p_ctcvr needs an esmm ranker; this one is {ranker.objective!r}")
+    R.check_order(rerank_by, ranker.objective, ranker_uri)
     test = read_table(spark, cfg.table(T.TEST_IMPRESSIONS.name))
     cross = absent_cross_values(cfg.filter.item_intention_length)
     available = set(user_columns()) | set(item_columns()) | set(cross) | {"is_cold_item"}
     cols = E.check_ranker(ranker, available)
     _, spec = B.load_two_tower(two_tower_run, tracking_uri)
     serving, lengths = spec.serving_columns(), spec.array_lengths()
-    vocab = read_table(spark, cfg.table(T.ITEM_VOCAB.name)).select(*item_columns())
+    vocab = read_table(spark, cfg.table(T.ITEM_VOCAB.name)).select(*item_columns(), "impressions")
     items = vocab.toPandas().set_index("item_id", drop=False)  # the catalogue, as the two-tower's index
+    items["exposure"] = R.exposure(items["impressions"].to_numpy(np.float64), float(items["impressions"].sum()),
+                                   len(items))
     truth = oracle_source(cfg, oracle)
     notes = [f"candidates: {n_candidates} per user from two-tower run {two_tower_run}; cross fields and position "
              "absent for every candidate (never impressed)"]
@@ -175,15 +181,18 @@ def run(spark, cfg: Config, ranker_uri: str, two_tower_run: str, *, loader=None,
             frame["is_cold_item"] = False
             for c, v in cross.items():
                 frame[c] = [v] * len(frame) if isinstance(v, np.ndarray) else v
-            scores = np.asarray(model.predict(frame[cols])[rerank_by], np.float64).reshape(n, width)
+            predicted = {k: np.asarray(v, np.float64) for k, v in model.predict(frame[cols]).items()}
+            scores = R.order_scores(predicted, cand["exposure"].to_numpy(np.float64), rerank_by).reshape(n, width)
             clicked = list(pdf["clicked_items"])
             out = {"user_id": pdf["user_id"].to_numpy(np.int64),
                    "relevant": np.array([len(set(c)) for c in clicked], np.int32)}
             orders = {"retrieval": np.arange(width)[None, :].repeat(n, 0),
                       "ranker": np.argsort(-scores, axis=1, kind="stable")}
             if judge is not None:
+                truth_of = {"p_click": judge.click_probability, "p_ctcvr": judge.ctcvr_probability,
+                            R.EXPECTED_CLICKS: judge.clicked_probability}[rerank_by]
                 try:
-                    p = judge.click_probability(frame["user_id"].to_numpy(np.int64), frame["item_id"].to_numpy(np.int64))
+                    p = truth_of(frame["user_id"].to_numpy(np.int64), frame["item_id"].to_numpy(np.int64))
                 except KeyError as e:
                     raise InputDataError(f"the oracle does not know an id of the test users or items: {e}") from None
                 orders["oracle"] = np.argsort(-np.asarray(p).reshape(n, width), axis=1, kind="stable")

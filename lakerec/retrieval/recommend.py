@@ -4,7 +4,13 @@
 
 The exported model of the run (the query tower on each user's latest context and the
 exact index over all items, as served) scores the users batch by batch. Columns:
-user_id, rank (1 = best), item_id, score, run_id. With `evaluate.exclude_seen` (auto: on
+user_id, rank (1 = best), item_id, score, p_click, p_conversion, run_id, ranker.
+
+Two stages where a ranker is registered (mlflow.registered_ranker; `rank.rerank_recommendations`,
+on by default): the two-tower retrieves max(k, rank.candidates) items per user, the newest
+ranker re-orders them by rank.rerank_by and the top k are kept with the ranker's p_click and
+p_conversion (lakerec.ranking.rerank). Without one, the two-tower's order, and the two
+probability columns are null. With `evaluate.exclude_seen` (auto: on
 for MovieLens tables; lakerec.retrieval.evaluate.exclude_seen) a user's training items are
 never recommended to them: they score -inf before the top k is taken, so a user who has
 seen all but j < k items gets j rows. The run's MLflow tag `lakerec.recommendations` says
@@ -29,7 +35,7 @@ log = logging.getLogger("lakerec.recommend")
 SCHEMA = "user_id bigint, rank int, item_id bigint, score float"
 
 
-def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
+def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri: str | None = None) -> dict:
     """Top-k items for every vocabulary user, from a run's exported model, into `recommendations`.
 
     Args:
@@ -37,9 +43,11 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
         cfg: configuration (database, `train.eval_batch_size`, `train.reader_workers`, MLflow store).
         k: items per user.
         run_id: the training run; default the newest finished one for cfg.database.
+        ranker_uri: the ranker that re-orders the candidates; default the newest registered
+            one when rank.rerank_recommendations is on (none registered: the two-tower's order).
 
     Returns:
-        {"run_id", "users", "rows", "table", "version", "exclude_seen", "seconds"}.
+        {"run_id", "ranker", "users", "rows", "table", "version", "exclude_seen", "seconds"}.
 
     Raises:
         ConfigError: k is below 1.
@@ -59,20 +67,52 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None) -> dict:
     tables = data.read_inputs(spark, cfg, (T.USER_VOCAB.name, T.TRAIN_INTERACTIONS.name, T.TEST_INTERACTIONS.name))
     excluding = evaluate.exclude_seen(spark, cfg, evaluate.run_protocol(run_id))
     seen = evaluate.seen_items(tables[T.TRAIN_INTERACTIONS.name], key="user_id") if excluding else None
-    frame = top_k_frame(spark, cfg, module, spec, data.users_frame(tables, spec), k, seen=seen)
+    ranker_uri = ranker_uri or (default_ranker(cfg) if cfg.rank.rerank_recommendations else None)
+    depth = max(k, cfg.rank.candidates) if ranker_uri else k
+    frame = top_k_frame(spark, cfg, module, spec, data.users_frame(tables, spec), depth, seen=seen)
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     recs = spark.createDataFrame(frame, SCHEMA)
+    if ranker_uri:
+        from lakerec.ranking.rerank import rerank
+
+        recs = rerank(spark, cfg, recs, ranker_uri, k)
+    else:
+        recs = (recs.withColumn("p_click", F.lit(None).cast("float"))
+                .withColumn("p_conversion", F.lit(None).cast("float")))
     name = cfg.table(T.RECOMMENDATIONS.name)
-    write_table(recs.withColumn("run_id", F.lit(run_id)), name)
+    write_table(recs.withColumn("run_id", F.lit(run_id)).withColumn("ranker", F.lit(ranker_uri).cast("string"))
+                .select(*T.RECOMMENDATIONS.column_names), name)
     version = table_version(spark, name)
     MlflowClient().set_tag(run_id, "lakerec.recommendations",
-                           f"{name}@v{version} k={k} exclude_seen={str(excluding).lower()}")
-    summary = {"run_id": run_id, "users": int(frame["user_id"].nunique()), "rows": len(frame), "table": name,
-               "version": version, "exclude_seen": excluding, "seconds": time.monotonic() - start}
-    log.info("wrote %s rows (%s users x top %d, seen items %s) to %s (version %d) from run %s in %.1fs",
-             f"{summary['rows']:,}", f"{summary['users']:,}", k, "excluded" if excluding else "kept", name, version,
-             run_id, summary["seconds"])
+                           f"{name}@v{version} k={k} exclude_seen={str(excluding).lower()} ranker={ranker_uri or 'none'}")
+    counts = spark.table(name).agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users")).first()
+    summary = {"run_id": run_id, "ranker": ranker_uri, "users": int(counts["users"]), "rows": int(counts["rows"]),
+               "table": name, "version": version, "exclude_seen": excluding, "seconds": time.monotonic() - start}
+    log.info("wrote %s rows (%s users x top %d, seen items %s, %s) to %s (version %d) from run %s in %.1fs",
+             f"{summary['rows']:,}", f"{summary['users']:,}", k, "excluded" if excluding else "kept",
+             f"re-ranked by {ranker_uri}" if ranker_uri else "two-tower order", name, version, run_id,
+             summary["seconds"])
     return summary
+
+
+def default_ranker(cfg: Config) -> str | None:
+    """The newest ranker registered as mlflow.registered_ranker for cfg.database, or None.
+
+    A ranker trained on another database of the same MLflow store (say, Ali-CCP beside
+    MovieLens, which has no impressions) is not used.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{cfg.mlflow.registered_ranker}'")
+    except MlflowException:  # no such model: no ranker
+        return None
+    for v in sorted(versions, key=lambda v: -int(v.version)):
+        if v.run_id and client.get_run(v.run_id).data.tags.get(tracking.TAG_DATABASE) == cfg.database:
+            return f"models:/{v.name}/{v.version}"
+    return None
 
 
 def top_k_unseen(module, batch, k: int, seen) -> tuple[np.ndarray, np.ndarray]:

@@ -334,7 +334,9 @@ RECOMMENDATIONS = Table(
     + _c("rank int", "1..k")
     + _c("item_id bigint", "the recommended item")
     + _c("score float", "query . candidate")
-    + _c("run_id string", "the MLflow run whose model ranked"),
+    + _c("p_click float, p_conversion float", "the ranker's pCTR and pCVR given a click (null: not re-ranked)")
+    + _c("run_id string", "the MLflow run whose two-tower retrieved")
+    + _c("ranker string", "the ranker's model URI that ordered the list (null: the two-tower's order)"),
     RECOMMEND, "one row per user and rank",
 )
 
