@@ -24,7 +24,7 @@ SPARK_ENTRY = REPO / "azureml_spark_entry.py"
 RUNNER_MODULE = "lakerec.jobs.azureml"
 JOB_FILES = {"ingest.yml", "filter.yml", "impressions.yml", "train.yml", "pipeline.yml"}
 NOT_JOBS = {"environment.yml", "conda.yml"}  # an environment and its conda spec
-PIPELINE_ORDER = ["ingest", "filter", "impressions", "train", "evaluate", "recommend"]
+PIPELINE_ORDER = ["ingest", "filter", "impressions", "train", "evaluate", "rank", "recommend"]
 
 
 run = importlib.import_module(RUNNER_MODULE)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 log = logging.getLogger("lakerec.azureml")
 
-JOBS = ("ingest", "filter", "impressions", "train", "evaluate", "recommend")
+JOBS = ("ingest", "filter", "impressions", "train", "evaluate", "rank", "recommend")
 
 
 def lake_tables() -> tuple[str, ...]:

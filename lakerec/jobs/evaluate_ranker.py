@@ -18,7 +18,7 @@ from lakerec.spark import get_spark
 def main(argv: list[str] | None = None, *, loader=None) -> None:
     """The CLI; `loader` (model URI -> Ranker) defaults to lakerec.ranking.scoring.load_ranker."""
     p = cli.parser("evaluate_ranker", "Evaluate a ranker against its baselines, and the two-stage run.",
-                   ("raw", "rank.candidates", "rank.rerank_by", "rank.logistic_regression",
+                   ("raw", "mlflow.registered_ranker", "rank.candidates", "rank.rerank_by", "rank.logistic_regression",
                     "rank.two_stage"))
     p.add_argument("--model-uri", help="the ranker (default: the newest version of mlflow.registered_ranker)")
     p.add_argument("--run-id", help="MLflow run to log into (default: the run that logged the model)")

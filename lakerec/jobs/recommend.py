@@ -21,7 +21,8 @@ from lakerec.spark import get_spark
 
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser("recommend", "Top-K items per user from a trained model, into the recommendations table.",
-                   ("evaluate.exclude_seen", "rank.rerank_recommendations", "rank.candidates", "rank.rerank_by"))
+                   ("evaluate.exclude_seen", "mlflow.registered_ranker", "rank.rerank_recommendations",
+                    "rank.candidates", "rank.rerank_by"))
     p.add_argument("--k", type=cli.positive_int, default=100, help="items per user (default 100)")
     p.add_argument("--run-id", help="MLflow run id of a training run (default: the newest finished one)")
     p.add_argument("--ranker-uri", help="the ranker that re-orders the candidates (default: the newest registered "
