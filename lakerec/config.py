@@ -30,6 +30,7 @@ POSITIVE = {"min": 1}  # a whole number >= 1
 NON_NEGATIVE = {"min": 0}
 GREATER_THAN_ZERO = {"gt": 0}  # a number > 0
 FRACTION = {"min": 0, "lt": 1}  # 0 <= x < 1
+SHARE = {"min": 0, "max": 1}  # 0 <= x <= 1
 POSITIVE_EACH = {"each_min": 1, "non_empty": True}  # a non-empty list of whole numbers >= 1
 
 
@@ -57,6 +58,8 @@ def _check(hint: Any, rule: Mapping[str, Any], value: Any) -> str | None:
         return None
     if "min" in rule and value < rule["min"]:
         return "a positive integer" if rule["min"] == 1 else f"at least {rule['min']}"
+    if "max" in rule and value > rule["max"]:
+        return f"at most {rule['max']}"
     if "gt" in rule and not value > rule["gt"]:
         return f"> {rule['gt']}"
     if "lt" in rule and not value < rule["lt"]:
@@ -185,6 +188,10 @@ class RankConf(_Validated):
     # A shallow position tower added to the CTR logit while training; scoring leaves it out.
     position_bias: bool = True
     position_l2: float = field(default=1e-3, metadata=NON_NEGATIVE)  # keeps the position logits centred on 0
+    # Share of training rows whose cross fields are blanked (as on a never-impressed pair), so
+    # the model also learns to score retrieved candidates, which have none; 1.0 = never use
+    # them. Training batches only: scoring is unchanged (lakerec.ranking.cross_dropout).
+    cross_dropout: float = field(default=0.5, metadata=SHARE)
     validation_fraction: float = field(default=0.05, metadata=FRACTION)  # slice of train for early stopping
     validation_rows: int = field(default=50_000, metadata=POSITIVE)  # validation rows scored per epoch, at most
     # What early stopping maximises on the validation slice; auto: ctcvr_auc with esmm (it

@@ -89,6 +89,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("rank.cross_layers", "DCN-v2 cross layers beside the deep MLP (0: deep part only)", "N"),
     Option("rank.position_bias", "learn a shallow position tower added to the CTR logit in training (never at "
                                  "scoring)"),
+    Option("rank.cross_dropout", "share of training rows whose cross fields are blanked, as on a retrieved "
+           "candidate (1 = never use them)", "F"),
     Option("rank.validation_fraction", "share of train_impressions held out for early stopping (0 = off)", "F",
            alias="rank_validation_fraction"),
     Option("rank.early_stopping_patience", "stop after N epochs without a better validation AUC (0 = never)", "N",

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from lakerec.config import override
+from lakerec.config import RankConf, override
 from lakerec.errors import ConfigError, MissingTableError
 from lakerec.ranking.features import position_field
 from lakerec.schema import tables as T
@@ -101,6 +101,7 @@ def test_one_mlflow_run_records_params_epochs_versions_and_the_retrieval_link(sp
     run = client.get_run(out["run_id"])
     params, tags = run.data.params, run.data.tags
     assert params["rank.objective"] == "esmm" and params["rank.epochs"] == "3" and params["train_rows"] == "4000"
+    assert params["rank.cross_dropout"] == str(RankConf().cross_dropout)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "ctcvr_loss")] == [1, 2, 3]
     assert len(client.get_metric_history(run.info.run_id, "validation/cvr_auc")) == 3
@@ -141,6 +142,38 @@ def test_the_registered_ranker_loads_and_scores_in_a_fresh_process(trained, tmp_
     for key in ("p_click", "p_conversion", "p_ctcvr"):
         np.testing.assert_allclose(fresh[key], memory[key].numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(fresh["served"], fresh["p_click"], rtol=1e-6)
+
+
+def test_with_cross_dropout_one_the_fit_never_feeds_a_cross(spark, planted_cfg, tmp_path):
+    """rank.cross_dropout reaches the Petastorm batches: at 1.0 no cross embedding moves, the others do."""
+    import mlflow
+    import tensorflow as tf
+
+    from lakerec.ranking import train
+    from lakerec.retrieval import tracking
+    from lakerec.schema import fields as F
+
+    cfg = override(planted_cfg[0], rank__cross_dropout=1.0, rank__epochs=1)
+    cross = {f"{f.name}_embedding" for f in F.rank_features() if f.role == F.CROSS}
+    tables = {}
+
+    def embeddings(model):
+        layers = model.inputs_layer.single_layers + model.inputs_layer.multi_layers
+        return {layer.name: layer.embedding.embeddings.numpy().copy() for layer in layers}
+
+    class Before(tf.keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            tables.update(embeddings(self.model))
+
+    inputs = train.read_inputs(spark, cfg)
+    tracking.configure(cfg)
+    with mlflow.start_run(run_name="cross-dropout"):
+        model, _, _ = train.fit(spark, cfg, inputs, tmp_path / "ckpt", resume=False, callbacks=[Before()])
+    after = embeddings(model)
+    assert cross < set(after)
+    for name in cross:
+        np.testing.assert_array_equal(after[name], tables[name], err_msg=name)
+    assert not np.array_equal(after["item_category_embedding"], tables["item_category_embedding"])
 
 
 def test_resume_continues_the_interrupted_run(spark, planted_cfg):

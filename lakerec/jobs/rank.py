@@ -2,7 +2,7 @@
 
     python -m lakerec.jobs.rank [--conf PATH] [--lake DIR] [--database DB] [--objective ctr|esmm]
         [--rank-epochs E] [--rank-batch-size B] [--rank-embedding-dim D] [--rank-learning-rate LR]
-        [--cross-layers N] [--position-bias | --no-position-bias] [--rank-validation-fraction F]
+        [--cross-layers N] [--position-bias | --no-position-bias] [--cross-dropout F] [--rank-validation-fraction F]
         [--rank-early-stopping-patience N] [--registered-ranker NAME] [--run-name NAME] [--resume] [--no-evaluate]
 
 Reads train_impressions through Petastorm, checkpoints every epoch under
@@ -20,7 +20,7 @@ from lakerec import cli
 from lakerec.spark import get_spark
 
 OPTIONS = ("mlflow.registered_ranker", "rank.objective", "rank.epochs", "rank.batch_size", "rank.embedding_dim",
-           "rank.learning_rate", "rank.cross_layers", "rank.position_bias", "rank.validation_fraction",
+           "rank.learning_rate", "rank.cross_layers", "rank.position_bias", "rank.cross_dropout", "rank.validation_fraction",
            "rank.early_stopping_patience", "rank.workers", "train.petastorm_cache")
 
 

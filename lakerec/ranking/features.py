@@ -49,6 +49,11 @@ def field_columns(f: F.Field) -> tuple[str, ...]:
     return (f.index_column,) + ((f.weight_column,) if f.weight_column else ())
 
 
+def cross_columns() -> tuple[str, ...]:
+    """The impressions columns of the cross fields (user history x impressed item), absent on a pair never shown."""
+    return tuple(c for f in ranker_fields() if f.role == F.CROSS for c in field_columns(f))
+
+
 @dataclass(frozen=True)
 class RankSpec:
     """The ranker's inputs.

@@ -182,11 +182,15 @@ def _retrieval_tags(cfg: Config, versions: dict[str, int]) -> dict[str, str]:
 def fit(spark, cfg: Config, inputs: RankInputs, ckpt_dir: Path, *, resume: bool, callbacks: Sequence = ()):
     """Fit the ranker on the fit rows through Petastorm, with a checkpoint per epoch.
 
+    The training batches have their cross fields blanked on a share rank.cross_dropout of
+    the rows (lakerec.ranking.cross_dropout); the validation slice is scored as it is.
+
     Returns:
         (the trained RankingModel, loop.FitResult, the best epoch's validation metrics or {});
         with a validation slice the model holds the best epoch's weights.
     """
     from lakerec.ranking.callbacks import PREFIX, RankValidation
+    from lakerec.ranking.cross_dropout import with_cross_dropout
     from lakerec.ranking.model import build_model
     from lakerec.retrieval import loop
     from lakerec.retrieval.callbacks import BestEpoch, MlflowEpochMetrics
@@ -200,8 +204,9 @@ def fit(spark, cfg: Config, inputs: RankInputs, ckpt_dir: Path, *, resume: bool,
         cbs += [validation, best]
     cbs += [MlflowEpochMetrics(keys=("ctr_loss", "ctcvr_loss")), *callbacks]
     with data.converted(spark, inputs.fit_rows, cfg, list(spec.training_columns), spec.lengths) as feed:
-        factory = data.dataset_factory(feed, rc.batch_size, shuffle_buffer=rc.shuffle_buffer,
-                                       workers=rc.reader_workers, seed=rc.seed)
+        factory = with_cross_dropout(data.dataset_factory(feed, rc.batch_size, shuffle_buffer=rc.shuffle_buffer,
+                                                          workers=rc.reader_workers, seed=rc.seed),
+                                     rc.cross_dropout, rc.seed)
         params = loop.FitParams(epochs=rc.epochs, steps_per_epoch=inputs.steps, batch_size=rc.batch_size)
         model, result = loop.fit(factory, lambda: build_model(spec, rc), params, checkpoint_dir=ckpt_dir,
                                  resume=resume, callbacks=cbs)
