@@ -32,6 +32,9 @@ bench: setup
 	$(PY) bench/train_feed.py
 	$(PY) bench/evaluate.py
 	$(PY) bench/oracle_recall.py
+	$(PY) bench/quality.py
+	$(PY) bench/rank_feed.py
+	$(PY) bench/rank_quality.py
 
 clean:
 	rm -rf $(LAKE) data/raw spark-warehouse metastore_db derby.log .pytest_cache

@@ -191,7 +191,7 @@ class RankConf(_Validated):
     # Share of training rows whose cross fields are blanked (as on a never-impressed pair), so
     # the model also learns to score retrieved candidates, which have none; 1.0 = never use
     # them. Training batches only: scoring is unchanged (lakerec.ranking.cross_dropout).
-    cross_dropout: float = field(default=0.5, metadata=SHARE)
+    cross_dropout: float = field(default=0.0, metadata=SHARE)
     validation_fraction: float = field(default=0.05, metadata=FRACTION)  # slice of train for early stopping
     validation_rows: int = field(default=50_000, metadata=POSITIVE)  # validation rows scored per epoch, at most
     # What early stopping maximises on the validation slice; auto: ctcvr_auc with esmm (it
