@@ -17,6 +17,7 @@ import pytest
 
 from lakerec.config import override
 from lakerec.errors import ConfigError, InputDataError, LakeRecError, MissingTableError
+from lakerec.schema import tables as T
 from tests.conftest import REPO
 from tests.train_fixtures import FAST_TRAIN, INTERACTIONS_SCHEMA, columns_of, passthrough_tower, planted_database
 
@@ -111,8 +112,9 @@ def test_recommend_writes_top_k_per_user(spark, trained):
     cfg, planted, out = trained
     summary = recommend.run(spark, cfg, k=5)
     recs = spark.table(cfg.table("recommendations"))
-    assert [f.name for f in recs.schema.fields] == ["user_id", "rank", "item_id", "score", "run_id"]
+    assert [f.name for f in recs.schema.fields] == list(T.RECOMMENDATIONS.column_names)
     rows = recs.collect()
+    assert summary["ranker"] is None and all(r.ranker is None and r.p_click is None for r in rows)  # no ranker here
     assert summary["rows"] == len(rows) == 5 * len(planted.user_vocab)
     assert {r.run_id for r in rows} == {out["run_id"]}
     by_user: dict[int, list] = {}

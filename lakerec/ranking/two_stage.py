@@ -51,6 +51,9 @@ STAGES = ("retrieval alone", "retrieval + ranker", "retrieval + oracle")
 _SLUGS = ("retrieval", "ranker", "oracle")
 ORACLE_NPZ = "oracle.npz"
 ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
+# The oracle's truth for each re-ranking order (lakerec.aliccp.oracle.Oracle methods).
+ORACLE_ORDER = {"p_click": "click_probability", "p_ctcvr": "ctcvr_probability",
+                R.EXPECTED_CLICKS: "clicked_probability"}
 
 
 def user_columns() -> list[str]:
@@ -189,8 +192,7 @@ def run(spark, cfg: Config, ranker_uri: str, two_tower_run: str, *, loader=None,
             orders = {"retrieval": np.arange(width)[None, :].repeat(n, 0),
                       "ranker": np.argsort(-scores, axis=1, kind="stable")}
             if judge is not None:
-                truth_of = {"p_click": judge.click_probability, "p_ctcvr": judge.ctcvr_probability,
-                            R.EXPECTED_CLICKS: judge.clicked_probability}[rerank_by]
+                truth_of = getattr(judge, ORACLE_ORDER[rerank_by])
                 try:
                     p = truth_of(frame["user_id"].to_numpy(np.int64), frame["item_id"].to_numpy(np.int64))
                 except KeyError as e:
