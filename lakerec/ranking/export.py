@@ -15,7 +15,6 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from lakerec.ranking.features import RankSpec
