@@ -15,7 +15,6 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from lakerec.ranking.features import RankSpec
@@ -82,18 +81,6 @@ def log_pyfunc(saved_model_dir: str | Path, spec: RankSpec, registered_model: st
     Returns:
         MLflow's ModelInfo (model_uri, registered_model_version, ...).
     """
-    import mlflow
+    from lakerec.retrieval.export import log_saved_model
 
-    return mlflow.pyfunc.log_model(
-        name=MODEL_NAME,
-        python_model=str(PYFUNC_CODE),
-        artifacts={"saved_model": str(saved_model_dir)},
-        signature=pyfunc_signature(spec),
-        registered_model_name=registered_model or None,
-        pip_requirements=[
-            f"tensorflow=={tf.__version__}",
-            f"numpy=={np.__version__}",
-            f"pandas=={__import__('pandas').__version__}",
-            f"mlflow=={mlflow.__version__}",
-        ],
-    )
+    return log_saved_model(MODEL_NAME, PYFUNC_CODE, saved_model_dir, pyfunc_signature(spec), registered_model)

@@ -142,13 +142,22 @@ def log_pyfunc(saved_model_dir: str | Path, spec: FeatureSpec, k: int, registere
     Returns:
         MLflow's ModelInfo (model_uri, registered_model_version, ...).
     """
+    return log_saved_model(MODEL_NAME, PYFUNC_CODE, saved_model_dir, pyfunc_signature(spec, k), registered_model)
+
+
+def log_saved_model(name: str, code: Path, saved_model_dir: str | Path, signature, registered_model: str | None):
+    """Log a SavedModel with its pyfunc wrapper (logged as code) into the active run; register it if named.
+
+    The one place both models (this two-tower and lakerec.ranking's ranker) are logged from,
+    with the pins the serving environment needs.
+    """
     import mlflow
 
     return mlflow.pyfunc.log_model(
-        name=MODEL_NAME,
-        python_model=str(PYFUNC_CODE),
+        name=name,
+        python_model=str(code),
         artifacts={"saved_model": str(saved_model_dir)},
-        signature=pyfunc_signature(spec, k),
+        signature=signature,
         registered_model_name=registered_model or None,
         pip_requirements=[
             f"tensorflow=={tf.__version__}",
