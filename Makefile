@@ -27,6 +27,8 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# The benchmarks import the test fixtures (tests/) beside the package.
+bench: export PYTHONPATH := $(CURDIR)
 bench: setup
 	$(PY) bench/ingest.py
 	$(PY) bench/train_feed.py

@@ -14,7 +14,6 @@ Prints examples/s and the ratio petastorm / in-memory (issue 11's target: >= 0.9
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import sys
@@ -25,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import lakerec  # noqa: F401,E402  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-from bench.train_feed import train_rate  # noqa: E402
+from bench.train_feed import feed_rates  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -60,19 +59,7 @@ def main(argv=None) -> None:
             return build_model(spec, rc)
 
         with data.converted(spark, inputs.fit_rows, cfg, list(spec.training_columns), spec.lengths) as feed:
-            petastorm = data.dataset_factory(feed, args.batch_size, shuffle_buffer=rc.shuffle_buffer,
-                                             workers=args.workers, seed=1)
-            rows = data.read_all(feed)
-
-            @contextlib.contextmanager
-            def in_memory():
-                yield data.in_memory_dataset(feed, rows, args.batch_size, rc.shuffle_buffer, seed=1)
-
-            rates = {"petastorm": [], "in-memory": []}
-            for _ in range(2):
-                rates["petastorm"].append(train_rate(petastorm(), make_model, args.steps, args.batch_size))
-                rates["in-memory"].append(train_rate(in_memory(), make_model, args.steps, args.batch_size))
-        pet, mem = max(rates["petastorm"]), max(rates["in-memory"])
+            pet, mem = feed_rates(feed, make_model, args.batch_size, args.steps, rc.shuffle_buffer, args.workers)
         print(f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, batch {args.batch_size}, {args.steps} timed "
               f"steps, Petastorm workers {args.workers}, {inputs.counts['rows']:,} rows")
         print(f"{'petastorm ex/s':>16}{'in-memory ex/s':>16}{'ratio':>8}")

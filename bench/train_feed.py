@@ -57,6 +57,26 @@ def train_rate(dataset_cm, make_model, steps: int, batch: int) -> float:
     return steps * batch / timer.callback.seconds[1]
 
 
+def feed_rates(feed, make_model, batch: int, steps: int, shuffle_buffer: int, workers: int) -> tuple[float, float]:
+    """(Petastorm, in-memory) examples/s of the same converted rows, the best of two runs each."""
+    import contextlib
+
+    from lakerec.retrieval import data
+
+    petastorm = data.dataset_factory(feed, batch, shuffle_buffer=shuffle_buffer, workers=workers, seed=1)
+    rows = data.read_all(feed)
+
+    @contextlib.contextmanager
+    def in_memory():
+        yield data.in_memory_dataset(feed, rows, batch, shuffle_buffer, seed=1)
+
+    rates = {"petastorm": [], "in-memory": []}
+    for _ in range(2):
+        rates["petastorm"].append(train_rate(petastorm(), make_model, steps, batch))
+        rates["in-memory"].append(train_rate(in_memory(), make_model, steps, batch))
+    return max(rates["petastorm"]), max(rates["in-memory"])
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=200_000, help="training rows (approximately)")
@@ -66,8 +86,6 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=2, help="Petastorm reader threads")
     p.add_argument("--lake", help="scratch lake (default: a temporary folder, removed afterwards)")
     args = p.parse_args(argv)
-
-    import contextlib
 
     import tensorflow as tf
 
@@ -103,22 +121,9 @@ def main(argv=None) -> None:
                 return build_model(spec, tc, probs)
 
             with data.converted(spark, tables[T.TRAIN_INTERACTIONS.name], cfg, cols, lengths) as feed:
-                petastorm = data.dataset_factory(feed, args.batch_size, shuffle_buffer=tc.shuffle_buffer,
-                                                 workers=args.workers, seed=1)
-                rows = data.read_all(feed)
-
-                @contextlib.contextmanager
-                def in_memory():
-                    yield data.in_memory_dataset(feed, rows, args.batch_size, tc.shuffle_buffer, seed=1)
-
-                rates = {"petastorm": [], "in-memory": []}
-                for _ in range(2):
-                    rates["petastorm"].append(train_rate(petastorm(), make_model, args.steps, args.batch_size))
-                    rates["in-memory"].append(train_rate(in_memory(), make_model, args.steps, args.batch_size))
-            pet, mem = max(rates["petastorm"]), max(rates["in-memory"])
+                pet, mem = feed_rates(feed, make_model, args.batch_size, args.steps, tc.shuffle_buffer, args.workers)
             print(f"{features:<10}{counted['train_rows']:>10,}{pet:>16,.0f}{mem:>16,.0f}{pet / mem:>8.2f}"
                   f"   (target >= 0.8: {'met' if pet / mem >= 0.8 else 'NOT met'})", flush=True)
-            del rows
     finally:
         spark.stop()
         if not args.lake:
