@@ -91,8 +91,6 @@ def rerank(spark, cfg: Config, candidates, ranker_uri: str, k: int, loader=None)
     from lakerec.tables import read_table
 
     loader = loader or E.default_loader()
-    ranker = E._load(ranker_uri, loader, cfg.tracking_uri)
-    check_order(cfg.rank.rerank_by, ranker.objective, ranker_uri)
     vocab = read_table(spark, cfg.table(T.ITEM_VOCAB.name))
     totals = vocab.agg(Fn.sum("impressions").alias("n"), Fn.count(Fn.lit(1)).alias("items")).first()
     items = vocab.select(*item_columns(), exposure(Fn.col("impressions"), float(totals["n"] or 0),
@@ -108,9 +106,10 @@ def rerank(spark, cfg: Config, candidates, ranker_uri: str, k: int, loader=None)
             literal = Fn.lit(value).cast(kind)
         pairs = pairs.withColumn(column, literal)
     keys = ("user_id", "item_id", "retrieval_rank", "retrieval_score", "exposure")
-    scored, _ = E.score_impressions(pairs, ranker_uri, loader, cfg.tracking_uri, keys=keys,
-                                    keys_ddl="user_id bigint, item_id bigint, retrieval_rank int, "
-                                             "retrieval_score float, exposure double")
+    scored, ranker = E.score_impressions(pairs, ranker_uri, loader, cfg.tracking_uri, keys=keys,
+                                         keys_ddl="user_id bigint, item_id bigint, retrieval_rank int, "
+                                                  "retrieval_score float, exposure double")
+    check_order(cfg.rank.rerank_by, ranker.objective, ranker_uri)
     by = order_scores({c: Fn.col(c) for c in ("p_click", "p_ctcvr")}, Fn.col("exposure"), cfg.rank.rerank_by)
     order = Window.partitionBy("user_id").orderBy(by.desc(), Fn.col("retrieval_rank"))
     esmm = ranker.objective == "esmm"
