@@ -170,7 +170,7 @@ class RankingModel(tfrs.Model):
         """The objective on probabilities ([B] or [B, 1] each): BCE(click, pCTR) (+ BCE(click*conversion, pCTR*pCVR)).
 
         The metrics (ctr_loss, ctcvr_loss, mean_loss) average the per-example losses over
-        every example of the epoch, on all workers together.
+        the epoch's examples, so on several workers they keep one worker's scale.
         """
         click = tf.reshape(tf.cast(click, tf.float32), [-1, 1])
         p_ctr = tf.reshape(tf.cast(p_ctr, tf.float32), [-1, 1])
