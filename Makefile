@@ -36,6 +36,7 @@ bench: setup
 	$(PY) bench/oracle_recall.py
 	$(PY) bench/quality.py
 	$(PY) bench/rank_feed.py
+	$(PY) bench/rank_memory.py
 	$(PY) bench/rank_quality.py
 
 clean:

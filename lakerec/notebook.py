@@ -30,17 +30,24 @@ from lakerec.options import BY_NAME
 
 # The notebooks call everything as nb.<name>: one import in a notebook reaches it all.
 from lakerec.notebook_data import (  # noqa: F401
+    epoch_metrics,
     evaluation_frame,
     example_queries,
     long_tail,
     pick_user,
     query,
+    ranking_frame,
     run_link,
     run_plots,
     top_k,
     user_history,
 )
-from lakerec.notebook_plots import plot_ctr_by_position, plot_field_coverage, plot_long_tail  # noqa: F401
+from lakerec.notebook_plots import (  # noqa: F401
+    plot_ctr_by_position,
+    plot_field_coverage,
+    plot_long_tail,
+    plot_ranker_curves,
+)
 
 # Locally a parameter NAME comes from the environment variable LAKEREC_<NAME>; the runner
 # sets them for the kernel it starts.

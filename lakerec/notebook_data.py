@@ -119,7 +119,7 @@ def evaluation_frame(result: dict):
 
 
 def run_plots(run_id: str, into: str | Path) -> list[Path]:
-    """Download the run's plots/ artifacts (training curves, recall@K, popularity) into a folder.
+    """Download the run's plots/ artifacts into a folder (the two-tower's curves, recall@K, popularity; the ranker's ROC and calibration).
 
     Args:
         run_id: the MLflow run.
@@ -133,6 +133,50 @@ def run_plots(run_id: str, into: str | Path) -> list[Path]:
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="plots", dst_path=str(into))
     first = ("training_curves.png", "recall_at_k.png")  # the curves, then the rest by name
     return sorted(Path(local).glob("*.png"), key=lambda p: (first.index(p.name) if p.name in first else 2, p.name))
+
+
+def ranking_frame(result: dict):
+    """The ranker-versus-baselines table of lakerec.ranking.evaluate as a pandas frame: one row per method.
+
+    Args:
+        result: the ranker's evaluation (`lakerec.ranking.evaluate.run`, the rank stage's "evaluation").
+
+    Returns:
+        pandas frame of method, rows and one column per metric of the printed table (NaN where
+        a method has no value, e.g. CVR AUC of a click-only score), in the table's order.
+    """
+    import pandas as pd
+
+    from lakerec.ranking.evaluate import COLUMNS, METHODS
+
+    methods = result["methods"]
+    return pd.DataFrame([
+        {"method": name, "rows": methods[name]["rows"], **{title: methods[name][key] for title, key in COLUMNS}}
+        for name in METHODS if name in methods
+    ])
+
+
+def epoch_metrics(run_id: str, names: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()):
+    """A run's per-epoch metrics (MLflow step = epoch) as a pandas frame: one row per epoch.
+
+    Args:
+        run_id: the MLflow run.
+        names: metric names to keep (e.g. "loss").
+        prefixes: keep also every metric whose name starts with one of these (e.g. "validation/").
+
+    Returns:
+        pandas frame of epoch and one column per kept metric, by epoch.
+    """
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    kept = [k for k in sorted(client.get_run(run_id).data.metrics) if k in names or k.startswith(tuple(prefixes))]
+    by_epoch: dict[int, dict] = {}
+    for name in kept:
+        for m in client.get_metric_history(run_id, name):
+            by_epoch.setdefault(m.step, {"epoch": m.step})[name] = m.value
+    return pd.DataFrame([by_epoch[e] for e in sorted(by_epoch)], columns=["epoch", *kept])
 
 
 def run_link(spark, cfg: Config, run_id: str) -> str:

@@ -1,4 +1,4 @@
-"""The figures of notebooks/01_explore.py, drawn from its queries' pandas results.
+"""The figures of notebooks/01_explore.py, drawn from its queries' pandas results, and 02_train's ranker curves.
 
 Each function returns a matplotlib Figure built without pyplot: a kernel then keeps no
 global figure state and needs no display backend; `lakerec.notebook.show_figure` renders it.
@@ -95,5 +95,32 @@ def plot_field_coverage(rows):
     ax.set_yticks([y + height * (len(table.columns) - 1) / 2 for y in range(len(table))], table.index)
     ax.set(xlabel="share of impressions with the field", xlim=(0, 1.05), title="field coverage")
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_ranker_curves(curves, validation: str = "validation/"):
+    """The ranker's training losses and validation AUCs by epoch, side by side.
+
+    Args:
+        curves: pandas frame of `lakerec.notebook_data.epoch_metrics` (epoch and one column per metric).
+        validation: the prefix of the validation columns: their AUCs are drawn on the right, every
+            other column (the training losses) on the left.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    fig = _figure(10, 4)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for name in (c for c in curves if c != "epoch" and not c.startswith(validation)):
+        left.plot(curves["epoch"], curves[name], marker="o", label=name)
+    left.set(xlabel="epoch", ylabel="mean training loss", title="ranker training loss")
+    for name in (c for c in curves if c.startswith(validation) and c.endswith("_auc")):
+        right.plot(curves["epoch"], curves[name], marker="o", label=name[len(validation):])
+    right.set(xlabel="epoch", ylabel="AUC", title="validation slice")
+    for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     return fig

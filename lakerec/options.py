@@ -95,7 +95,9 @@ OPTIONS: tuple[Option, ...] = (
            alias="rank_validation_fraction"),
     Option("rank.early_stopping_patience", "stop after N epochs without a better validation AUC (0 = never)", "N",
            alias="rank_early_stopping_patience"),
-    Option("rank.workers", "ranker training processes (1 = in the driver)", "N", alias="rank_workers"),
+    Option("rank.workers", "ranker training processes: 1 = in the driver, N > 1 = N Spark barrier tasks "
+                           "(as --workers)", "N", alias="rank_workers"),
+    Option("rank.gpu", "with --rank-workers N: one GPU per worker (as --gpu)", alias="rank_gpu"),
     Option("rank.candidates", "two-stage run: items retrieved per user by the two-tower, then re-ranked", "N"),
     Option("rank.rerank_by", "two-stage run: the ranker's score that re-ranks the candidates"),
     Option("rank.logistic_regression", "the Spark MLlib logistic-regression baseline in the ranking table "

@@ -461,6 +461,8 @@ def test_notebook_job_passes_widgets_the_notebook_declares_and_registers_in_unit
     assert cfg.mlflow.registered_model == f"{values['catalog']}.{values['schema']}.{values['model_name']}"
     assert cfg.mlflow.experiment == values["experiment"] and cfg.tracking_uri == "databricks"
     assert cfg.train.epochs == int(given["epochs"])
+    assert cfg.mlflow.registered_ranker == f"{values['catalog']}.{values['schema']}.{values['ranker_name']}"
+    assert cfg.rank.epochs == int(given["rank_epochs"])
 
 
 # --------------------------------------------------------------------------- tests: config, requirements, wheel

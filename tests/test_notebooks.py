@@ -1,6 +1,6 @@
 """The notebooks, executed end to end on a small generated lake, as a user would run them.
 
-A subprocess builds the lake once (generate -> ingest -> filter), because each notebook runs
+A subprocess builds the lake once (generate -> ingest -> filter -> impressions), because each notebook runs
 in its own kernel process that opens its own Spark session on that lake, and the local
 Derby catalog admits one process at a time: the notebooks run one after the other, and each
 starts only after the previous kernel's JVM has gone. Every cell must succeed
@@ -32,10 +32,11 @@ DATABASE = "nb"
 IMPRESSIONS, USERS, ITEMS = 20_000, 300, 1_000
 K = 10
 PROBE = "LAKEREC-PROBE "
+RANKER = "lakerec-notebooks-ranker"
 
 BUILD_LAKE = """
 import sys
-from lakerec import filtering, ingest
+from lakerec import filtering, impressions as impressions_job, ingest
 from lakerec.aliccp.generator import generate
 from lakerec.config import load_config
 from lakerec.spark import get_spark
@@ -46,6 +47,7 @@ cfg = load_config(conf)
 spark = get_spark(cfg)
 ingest.run(spark, cfg, raw)
 print(filtering.format_summary(filtering.run(spark, cfg)))
+print(impressions_job.format_summary(impressions_job.run(spark, cfg)))
 spark.stop()
 """
 
@@ -77,13 +79,20 @@ def nb_lake(tmp_path_factory):
     conf.update(lake=str(lake), database=DATABASE, raw=str(raw))
     conf["spark"].update(master="local[2]", shuffle_partitions=2, driver_memory="2g")
     conf["train"].update(epochs=1, batch_size=512, embedding_dim=16, eval_batch_size=1024, monitor_rows=512)
-    conf["mlflow"].update(experiment="lakerec-notebooks", registered_model="lakerec-notebooks")
+    # A tiny ranker (its epochs, batch, baselines and candidates come as the notebook's parameters).
+    conf["rank"].update(embedding_dim=4, deep_layers=[16], cross_layers=1, validation_rows=2000,
+                        shuffle_buffer=2000, eval_batch_size=4096,
+                        # 03's top-K stays the two-tower's order (what test_03 checks); the re-ranked
+                        # recommend stage is tested in test_two_stage_pipeline.py.
+                        rerank_recommendations=False)
+    conf["mlflow"].update(experiment="lakerec-notebooks", registered_model="lakerec-notebooks",
+                          registered_ranker=RANKER)
     conf_path = root / "conf.yml"
     conf_path.write_text(yaml.safe_dump(conf))
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     out = subprocess.run(
         [sys.executable, "-c", BUILD_LAKE, str(raw), str(conf_path), str(IMPRESSIONS), str(USERS), str(ITEMS)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )
     assert out.returncode == 0, out.stderr[-4000:]
     wait_for_lake_released(lake)
@@ -187,11 +196,15 @@ def test_01_explore_shows_the_funnel_ctr_by_position_long_tail_and_coverage(nb_l
 @pytest.fixture(scope="module")
 def trained(nb_lake):
     probe = ('{"run_id": run_id, "model_version": out["model_version"], "plots": [p.name for p in plots], '
-             '"evaluation": evaluation.to_dict("records")}')
-    return run_notebook("02_train", nb_lake, probe, epochs="1")
+             '"evaluation": evaluation.to_dict("records"), "rank_run_id": rank_run_id, '
+             '"rank_version": rank_out["model_version"], "ranking": ranking.to_dict("records"), '
+             '"rank_curves": rank_curves.to_dict("records"), "rank_plots": [p.name for p in rank_plots], '
+             '"two_stage": rank_out["evaluation"]["two_stage"] is not None}')
+    return run_notebook("02_train", nb_lake, probe, epochs="1", rank_epochs="1", rank_batch_size="1024",
+                        logistic_regression="false", candidates="20")
 
 
-def test_02_train_logs_a_run_with_curves_and_the_model_versus_baselines_table(nb_lake, trained):
+def test_02_train_logs_both_models_with_curves_and_their_versus_baselines_tables(nb_lake, trained):
     from mlflow.tracking import MlflowClient
 
     found, outputs, text = trained
@@ -205,7 +218,6 @@ def test_02_train_logs_a_run_with_curves_and_the_model_versus_baselines_table(nb
     assert "test/all/model/recall_at_100" in run.data.metrics
 
     assert {"training_curves.png", "recall_at_k.png"} <= set(found["plots"])
-    assert outputs["image/png"] == len(found["plots"])
     methods = {(r["segment"], r["method"]) for r in found["evaluation"]}
     assert {("all", "model"), ("all", "most-popular"), ("all", "random")} <= methods
     model_row = next(r for r in found["evaluation"] if (r["segment"], r["method"]) == ("all", "model"))
@@ -214,6 +226,32 @@ def test_02_train_logs_a_run_with_curves_and_the_model_versus_baselines_table(nb
     version = client.get_model_version("lakerec-notebooks", str(found["model_version"]))
     assert version.run_id == found["run_id"]
     assert found["run_id"] in text and "mlflow ui" in text  # the link
+
+    # The ranker: its own run, trained with the notebook's parameters, linked to the two-tower above.
+    rank = client.get_run(found["rank_run_id"])
+    assert rank.info.status == "FINISHED" and rank.data.tags["lakerec.stage"] == "rank"
+    assert rank.data.params["rank.epochs"] == "1" and rank.data.params["rank.batch_size"] == "1024"
+    assert rank.data.params["rank.logistic_regression"] == "False"
+    assert rank.data.tags["lakerec.retrieval_run_id"] == found["run_id"]
+    assert client.get_model_version(RANKER, str(found["rank_version"])).run_id == found["rank_run_id"]
+    # Its table: the ranker and the baselines it was given, on the same test rows, as logged.
+    by_method = {r["method"]: r for r in found["ranking"]}
+    assert {"ranker", "item CTR", "two-tower"} <= set(by_method) and "logistic regression" not in by_method
+    assert by_method["ranker"]["rows"] == by_method["item CTR"]["rows"] > 0
+    for method, slug in (("ranker", "ranker"), ("item CTR", "item_ctr")):
+        assert by_method[method]["CTR AUC"] == pytest.approx(rank.data.metrics[f"rank_test/{slug}/ctr_auc"])
+    assert 0 < by_method["ranker"]["CTR AUC"] < 1
+    assert found["two_stage"] and "two_stage/retrieval_ranker/recall_at_10" in rank.data.metrics
+    # Its curves: one epoch of each loss and validation AUC, as in the run's history.
+    (epoch,) = found["rank_curves"]
+    assert epoch["epoch"] == 1
+    for name in ("loss", "ctr_loss", "ctcvr_loss", "validation/ctr_auc"):
+        (logged,) = client.get_metric_history(rank.info.run_id, name)
+        assert epoch[name] == pytest.approx(logged.value)
+    assert sorted(found["rank_plots"]) == ["ranking_calibration.png", "ranking_roc.png"]
+    # The two-tower's plots, the ranker's curves, its ROC and calibration plots.
+    assert outputs["image/png"] == len(found["plots"]) + 1 + len(found["rank_plots"])
+    assert found["rank_run_id"] in text
 
 
 def test_03_recommend_shows_a_users_history_and_top_k(nb_lake, trained):

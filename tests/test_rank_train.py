@@ -195,10 +195,16 @@ def test_resume_continues_the_interrupted_run(spark, planted_cfg):
     assert out["objective"] == "ctr" and np.isnan(scores["p_conversion"]).all() and np.isnan(scores["p_ctcvr"]).all()
 
 
-def test_missing_tables_and_several_workers_get_clear_errors(spark, cfg):
+def test_missing_tables_and_workers_the_cluster_cannot_run_get_clear_errors(spark, cfg):
     from lakerec.ranking import train
 
     with pytest.raises(MissingTableError, match=f"lakerec.jobs.{T.IMPRESSIONS}"):
         train.run(spark, override(cfg, **FAST_RANK), run_name="nothing")
-    with pytest.raises(ConfigError, match="rank.workers"):
-        train.run(spark, override(cfg, rank__workers=2), run_name="two")
+    # Refused before any table is read (there are none here), naming the ranker's own flags.
+    with pytest.raises(ConfigError, match=r"--rank-workers 3 needs 3 Spark tasks .* runs 2 \(local\[2\]\)"):
+        train.run(spark, override(cfg, rank__workers=3), run_name="three")
+    with pytest.raises(ConfigError, match=r"rank.batch_size \(--rank-batch-size\) 511 must split evenly over "
+                                          r"--rank-workers 2"):
+        train.run(spark, override(cfg, rank__workers=2, rank__batch_size=511), run_name="two")
+    with pytest.raises(ConfigError, match=r"--rank-gpu with --rank-workers > 1 needs a Spark cluster"):
+        train.run(spark, override(cfg, rank__workers=2, rank__gpu=True), run_name="two")

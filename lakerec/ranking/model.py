@@ -15,7 +15,10 @@ Objectives (`rank.objective`):
     esmm  loss = BCE(click, pCTR) + BCE(click * conversion, pCTR * pCVR), over every
           impression (ESMM, SIGIR 2018): pCVR = P(conversion | click) is never fitted on
           the clicked rows alone, so it is trained over the space it is scored on. One
-          `tfrs.tasks.Ranking` per head; each term is the batch mean.
+          `tfrs.tasks.Ranking` per head; each term is the batch mean: per-example losses
+          averaged by `tf.nn.compute_average_loss`, over the global batch when N workers
+          each hold batch / N rows (lakerec.retrieval.distributed sums their gradients),
+          which a Keras loss with a mean reduction refuses to do under a tf.distribute strategy.
 
 Position bias: the observed click depends on where the item was shown. A shallow position
 tower (an embedding of `position_index` to one logit, zero-initialised, L2-penalised by
@@ -116,11 +119,16 @@ class RankingModel(tfrs.Model):
         self.cvr_head = tf.keras.layers.Dense(1, name="cvr_logit") if objective == "esmm" else None
         pos = position_field()
         self.position_column = pos.index_column
-        self.position_tower = PositionTower(spec.vocab_sizes[pos.name], position_l2, name="position_tower") \
-            if position_bias else None
-        bce = tf.keras.losses.BinaryCrossentropy
-        self.ctr_task = tfrs.tasks.Ranking(loss=bce(name="ctr_bce"))
-        self.ctcvr_task = tfrs.tasks.Ranking(loss=bce(name="ctcvr_bce")) if objective == "esmm" else None
+        # tfrs.Model adds the penalty to every replica's loss and the replicas' gradients are
+        # summed: each replica takes its share (as tf.nn.scale_regularization_loss would).
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.position_tower = PositionTower(spec.vocab_sizes[pos.name], position_l2 / replicas,
+                                            name="position_tower") if position_bias else None
+        def bce(name):  # per example: task_loss averages over the (global) batch
+            return tf.keras.losses.BinaryCrossentropy(reduction=tf.keras.losses.Reduction.NONE, name=name)
+
+        self.ctr_task = tfrs.tasks.Ranking(loss=bce("ctr_bce"))
+        self.ctcvr_task = tfrs.tasks.Ranking(loss=bce("ctcvr_bce")) if objective == "esmm" else None
         self.mean_loss = tf.keras.metrics.Mean(name="mean_loss")
         self.ctr_loss = tf.keras.metrics.Mean(name="ctr_loss")
         self.ctcvr_loss = tf.keras.metrics.Mean(name="ctcvr_loss") if objective == "esmm" else None
@@ -159,12 +167,15 @@ class RankingModel(tfrs.Model):
 
     def task_loss(self, click: tf.Tensor, conversion: tf.Tensor, p_ctr: tf.Tensor,
                   p_cvr: tf.Tensor | None = None) -> tf.Tensor:
-        """The objective on probabilities ([B] or [B, 1] each): BCE(click, pCTR) (+ BCE(click*conversion, pCTR*pCVR))."""
+        """The objective on probabilities ([B] or [B, 1] each): BCE(click, pCTR) (+ BCE(click*conversion, pCTR*pCVR)).
+
+        The metrics (ctr_loss, ctcvr_loss, mean_loss) average the per-example losses over
+        the epoch's examples, so on several workers they keep one worker's scale.
+        """
         click = tf.reshape(tf.cast(click, tf.float32), [-1, 1])
         p_ctr = tf.reshape(tf.cast(p_ctr, tf.float32), [-1, 1])
-        ctr_loss = self.ctr_task(labels=click, predictions=p_ctr)
-        self.ctr_loss.update_state(ctr_loss)
-        total = ctr_loss
+        per_example = self.ctr_task(labels=click, predictions=p_ctr)
+        self.ctr_loss.update_state(per_example)
         if self.ctcvr_task is not None:
             if p_cvr is None:
                 raise ValueError("the esmm objective needs pCVR")
@@ -172,9 +183,9 @@ class RankingModel(tfrs.Model):
             ctcvr_loss = self.ctcvr_task(labels=ctcvr, predictions=p_ctr * tf.reshape(tf.cast(p_cvr, tf.float32),
                                                                                       [-1, 1]))
             self.ctcvr_loss.update_state(ctcvr_loss)
-            total = total + ctcvr_loss
-        self.mean_loss.update_state(total)
-        return total
+            per_example = per_example + ctcvr_loss
+        self.mean_loss.update_state(per_example)
+        return tf.nn.compute_average_loss(per_example)
 
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         """The objective on a batch (labels in `click`, `conversion`); the position tower joins the CTR logit."""

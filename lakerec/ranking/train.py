@@ -8,7 +8,11 @@ Same conventions as the retrieval stage (lakerec.retrieval.train), whose plumbin
 train_impressions is materialised once for Petastorm in the lake's cache (deleted after),
 a seeded validation slice carved from it drives early stopping (`rank.validation_metric`),
 every epoch writes a checkpoint under <checkpoint root>/rank/<run name> beside a state file,
-so `resume` continues the same MLflow run with the same settings. The run records the
+so `resume` continues the same MLflow run with the same settings. With `rank.workers` = N > 1
+the fit runs on N Spark barrier tasks through retrieval's launcher
+(lakerec/retrieval/distributed.py: even Petastorm shards, the global batch split over the
+workers, the chief checkpoints and validates, the driver logs its epochs); early stopping
+then does not apply (no worker may stop alone) and the model is the last epoch's. The run records the
 parameters, per-epoch losses and validation metrics, the Delta versions of the tables it
 read, and the retrieval run whose vocabularies it shares (the latest version of
 `mlflow.registered_model`); the model is registered as `mlflow.registered_ranker`.
@@ -30,7 +34,7 @@ from typing import Callable, Sequence
 
 from lakerec import run_state
 from lakerec.config import Config, RankConf, override
-from lakerec.errors import ConfigError, InputDataError, LakeRecError
+from lakerec.errors import InputDataError, LakeRecError
 from lakerec.ranking.features import RankSpec, measure_spec
 from lakerec.retrieval import data, tracking
 from lakerec.schema import tables as T
@@ -182,34 +186,57 @@ def _retrieval_tags(cfg: Config, versions: dict[str, int]) -> dict[str, str]:
 def fit(spark, cfg: Config, inputs: RankInputs, ckpt_dir: Path, *, resume: bool, callbacks: Sequence = ()):
     """Fit the ranker on the fit rows through Petastorm, with a checkpoint per epoch.
 
+    In the driver, or with rank.workers > 1 on that many Spark barrier tasks (module doc).
     The training batches have their cross fields blanked on a share rank.cross_dropout of
     the rows (lakerec.ranking.cross_dropout); the validation slice is scored as it is.
 
     Returns:
         (the trained RankingModel, loop.FitResult, the best epoch's validation metrics or {});
-        with a validation slice the model holds the best epoch's weights.
+        with a validation slice the model holds the best epoch's weights. On several workers:
+        the last epoch's model and validation metrics (no early stopping).
     """
     from lakerec.ranking.callbacks import PREFIX, RankValidation
     from lakerec.ranking.cross_dropout import with_cross_dropout
     from lakerec.ranking.model import build_model
-    from lakerec.retrieval import loop
+    from lakerec.retrieval import distributed, loop
     from lakerec.retrieval.callbacks import BestEpoch, MlflowEpochMetrics
 
-    rc, spec = cfg.rank, inputs.spec
+    rc, spec, rows = cfg.rank, inputs.spec, inputs.validation
+    params = loop.FitParams(epochs=rc.epochs, steps_per_epoch=inputs.steps, batch_size=rc.batch_size)
+    logged = MlflowEpochMetrics(keys=("ctr_loss", "ctcvr_loss"))
+
+    # With workers > 1 these are pickled into the Spark tasks: they close over the spec, the
+    # settings and the validation arrays, never over `inputs`, whose DataFrames stay here.
+    def new_model():
+        return build_model(spec, rc)
+
+    def dropout(factory):
+        return with_cross_dropout(factory, rc.cross_dropout, rc.seed)
+
+    if rc.workers > 1:
+        seen = distributed.EpochLogs()
+        with data.converted(spark, distributed.even_shards(inputs.fit_rows, rc.workers), cfg,
+                            list(spec.training_columns), spec.lengths) as feed:
+            model, result = distributed.fit_on_workers(
+                feed, new_model, params,
+                distributed.ShardSettings(rc.batch_size, rc.shuffle_buffer, rc.reader_workers, rc.seed, wrap=dropout),
+                ckpt_dir, workers=rc.workers, gpu=rc.gpu, resume=resume,
+                chief_callbacks=(lambda: [RankValidation(rows, spec.columns)]) if rows is not None else None,
+                callbacks=callbacks, driver_callbacks=[logged, seen])
+        last = seen.epochs[-1][1] if seen.epochs else {}
+        return model, result, {k: v for k, v in last.items() if k.startswith(PREFIX)}
+
     cbs = []
     best = validation = None
-    if inputs.validation is not None:
-        validation = RankValidation(inputs.validation, spec.columns)
+    if rows is not None:
+        validation = RankValidation(rows, spec.columns)
         best = BestEpoch(PREFIX + validation_metric(rc), rc.early_stopping_patience)
         cbs += [validation, best]
-    cbs += [MlflowEpochMetrics(keys=("ctr_loss", "ctcvr_loss")), *callbacks]
+    cbs += [logged, *callbacks]
     with data.converted(spark, inputs.fit_rows, cfg, list(spec.training_columns), spec.lengths) as feed:
-        factory = with_cross_dropout(data.dataset_factory(feed, rc.batch_size, shuffle_buffer=rc.shuffle_buffer,
-                                                          workers=rc.reader_workers, seed=rc.seed),
-                                     rc.cross_dropout, rc.seed)
-        params = loop.FitParams(epochs=rc.epochs, steps_per_epoch=inputs.steps, batch_size=rc.batch_size)
-        model, result = loop.fit(factory, lambda: build_model(spec, rc), params, checkpoint_dir=ckpt_dir,
-                                 resume=resume, callbacks=cbs)
+        factory = dropout(data.dataset_factory(feed, rc.batch_size, shuffle_buffer=rc.shuffle_buffer,
+                                               workers=rc.reader_workers, seed=rc.seed))
+        model, result = loop.fit(factory, new_model, params, checkpoint_dir=ckpt_dir, resume=resume, callbacks=cbs)
     best_metrics = {}
     if best is not None and best.best_epoch is not None:
         result.best_epoch, result.best_value, result.stopped_epoch = best.best_epoch, best.best, best.stopped_epoch
@@ -261,7 +288,8 @@ def run(
         resume: continue the named (or the latest unfinished) ranker run from its last
             checkpoint, with that run's settings; `epochs` may raise its epoch count.
         epochs: with resume, the new total epoch count.
-        callbacks: extra Keras callbacks, run after each epoch's checkpoint is written.
+        callbacks: extra Keras callbacks, run after each epoch's checkpoint is written; with
+            rank.workers > 1 they run in every worker (pickled into the Spark tasks).
         after_training: `f(spark, cfg, run_id, model_uri) -> dict`, called inside the open
             MLflow run once the model is logged (the evaluation and its plots); its result is
             returned as "evaluation". Default: lakerec.ranking.evaluate.run, the ranking
@@ -274,22 +302,21 @@ def run(
          "retrieval_model", "evaluation"}.
 
     Raises:
-        ConfigError: rank.workers > 1 (not supported yet).
+        ConfigError: rank.workers or rank.gpu the cluster cannot run (distributed.check_cluster).
         LakeRecError: the run already has checkpoints (without resume), or there is nothing to resume.
+        WorkerFailed: with rank.workers > 1, a worker raised (its index and error).
     """
     import mlflow
     import tensorflow as tf
 
-    from lakerec.retrieval import loop
+    from lakerec.retrieval import distributed, loop
 
     root = checkpoint_root(cfg)
     resumed: dict = {}
     if resume:
         cfg, run_name, resumed = resumed_config(cfg, root, run_name, epochs)
     rc = cfg.rank
-    if rc.workers > 1:
-        raise ConfigError(f"--rank-workers (rank.workers) {rc.workers}: the ranker trains in the driver only for "
-                          "now; use --rank-workers 1 (or train.workers for the two-tower model)")
+    distributed.check_cluster(spark, rc, section=STAGE, petastorm_cache=cfg.train.petastorm_cache)
     if not run_name:
         run_name = f"{rc.objective}-d{rc.embedding_dim}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     ckpt_dir = root / run_name
@@ -348,7 +375,8 @@ def summary_text(out: dict) -> str:
     ]
     if out["validation"]:
         best = ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in sorted(out["validation"].items()))
-        lines.append(f"  validation (best epoch {f.best_epoch}): {best}")
+        which = f"best epoch {f.best_epoch}" if f.best_epoch is not None else f"last epoch {f.epochs_done}"
+        lines.append(f"  validation ({which}): {best}")
     lines.append(f"  model {out['model_uri']}, registered version {out['model_version']}"
                  + (f"; retrieval model {out['retrieval_model']}" if out["retrieval_model"] else ""))
     evaluation = out.get("evaluation")

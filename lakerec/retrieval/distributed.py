@@ -1,9 +1,14 @@
 """Training on several workers: N Spark barrier tasks running TF MultiWorkerMirroredStrategy.
 
-    check_cluster(spark, cfg.train)                        # before any work: N fits, flags agree
+    check_cluster(spark, cfg.train, petastorm_cache=cfg.train.petastorm_cache)   # before any work: N fits
     rows = even_shards(train_df, N)                        # a multiple of N files, even sizes
     with data.converted(spark, rows, cfg, cols, lengths) as feed:
         model, result = fit_on_workers(feed, model_factory, params, settings, checkpoint_dir, ...)
+
+Both models train through it: the two-tower (train.workers, lakerec.retrieval.train) and
+the ranker (rank.workers, lakerec.ranking.train), each with its own model factory, reader
+settings (ShardSettings, whose `wrap` adds the ranker's cross dropout to each shard) and
+chief callbacks (its validation).
 
 The launcher is spark-tensorflow-distributor's `MirroredStrategyRunner`: it starts the N
 tasks as one barrier stage (all start together or none), gives each its TF_CONFIG, resets
@@ -48,8 +53,8 @@ from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
-from lakerec.config import TrainConf
 from lakerec.errors import ConfigError, LakeRecError
+from lakerec.options import describe
 
 log = logging.getLogger("lakerec.train.distributed")
 
@@ -87,47 +92,60 @@ def task_slots(sc) -> int:
     return max(1, sc.defaultParallelism // int(sc.getConf().get("spark.task.cpus", "1")))
 
 
-def check_cluster(spark, tc: TrainConf) -> None:
+def _flag(key: str) -> str:
+    """A key's command-line flag (`--rank-workers`), or the key itself where it has none."""
+    return describe(key).split(" or ")[0]
+
+
+def check_cluster(spark, conf, *, section: str = "train", petastorm_cache: str | None = None) -> None:
     """Refuse a worker count or GPU request the cluster cannot run, before any work is done.
+
+    Args:
+        spark: the session.
+        conf: the training settings, with `workers`, `gpu` and `batch_size` (TrainConf, RankConf).
+        section: their config section ("train", "rank"): the errors name its flags.
+        petastorm_cache: where the workers read the materialised rows (train.petastorm_cache).
 
     Raises:
         ConfigError: N < 1, N above the cluster's task slots (a barrier stage needs all N
             at once; Spark would otherwise wait minutes before refusing), a batch size that
             does not split evenly over N, or --gpu without Spark GPU scheduling.
     """
-    n = tc.workers
+    n = conf.workers
+    workers, gpu = _flag(f"{section}.workers"), _flag(f"{section}.gpu")
     if n < 1:
-        raise ConfigError(f"--workers (train.workers) must be at least 1 (got {n})")
+        raise ConfigError(f"{workers} ({section}.workers) must be at least 1 (got {n})")
     if n == 1:
-        if tc.gpu:
-            log.info("--gpu with one worker: training runs in the driver, on its GPU if TensorFlow sees one")
+        if conf.gpu:
+            log.info("%s with one worker: training runs in the driver, on its GPU if TensorFlow sees one", gpu)
         return
     sc = spark.sparkContext
     slots = task_slots(sc)
     if n > slots:
         raise ConfigError(
-            f"--workers {n} needs {n} Spark tasks running at once (barrier mode), but this cluster runs "
-            f"{slots} ({sc.master}): use --workers {slots} or fewer, or more task slots "
+            f"{workers} {n} needs {n} Spark tasks running at once (barrier mode), but this cluster runs "
+            f"{slots} ({sc.master}): use {workers} {slots} or fewer, or more task slots "
             "(local[N] in spark.master, more executor cores)")
-    if tc.batch_size % n:
+    if conf.batch_size % n:
         raise ConfigError(
-            f"train.batch_size (--batch-size) {tc.batch_size} must split evenly over --workers {n}: "
-            f"each worker batches batch_size / workers rows (try {tc.batch_size - tc.batch_size % n or n})")
-    cache = tc.petastorm_cache or ""
+            f"{section}.batch_size ({_flag(f'{section}.batch_size')}) {conf.batch_size} must split evenly over "
+            f"{workers} {n}: each worker batches batch_size / workers rows "
+            f"(try {conf.batch_size - conf.batch_size % n or n})")
+    cache = petastorm_cache or ""
     if not sc.master.strip().startswith("local") and cache.startswith("file:") and not re.match(
             r"file:(//)?/(dbfs|Volumes)/", cache):
         log.warning("train.petastorm_cache %s is a local folder: on a cluster of several machines each worker "
                     "must read every shard's files; use shared storage (file:///dbfs/..., a volume, abfss://...)",
                     cache)
-    if tc.gpu:
+    if conf.gpu:
         if sc.master.strip().startswith("local"):
             raise ConfigError(
-                "--gpu with --workers > 1 needs a Spark cluster with GPU scheduling, which local Spark lacks; "
-                "on one machine, train in the driver (--workers 1), which uses its GPU")
+                f"{gpu} with {workers} > 1 needs a Spark cluster with GPU scheduling, which local Spark lacks; "
+                f"on one machine, train in the driver ({workers} 1), which uses its GPU")
         amount = sc.getConf().get(GPU_AMOUNT_CONF, None)
         if amount is None or float(amount) != 1:
             raise ConfigError(
-                f"--gpu runs one worker per GPU: set the cluster's Spark conf {GPU_AMOUNT_CONF}=1 "
+                f"{gpu} runs one worker per GPU: set the cluster's Spark conf {GPU_AMOUNT_CONF}=1 "
                 f"(and spark.executor.resource.gpu.amount to the GPUs per node); found {amount!r}")
 
 
@@ -185,8 +203,9 @@ class OnWorker(tf.keras.callbacks.Callback):
             self.callback.on_epoch_end(epoch, logs)
 
 
-class _EpochLogs(tf.keras.callbacks.Callback):
-    """Keeps each epoch's logs (after the monitoring callbacks added theirs) for the driver."""
+class EpochLogs(tf.keras.callbacks.Callback):
+    """Keeps each epoch's logs (after the monitoring callbacks added theirs): in the chief for
+    the driver, and on the driver (a driver callback) for what the stage reports."""
 
     def __init__(self):
         super().__init__()
@@ -204,6 +223,9 @@ class ShardSettings:
     shuffle_buffer: int = 10_000
     reader_workers: int = 2
     seed: int = 42
+    # Turns the shard's dataset factory into the one trained on (e.g. the ranker's cross
+    # dropout); called in the task, so it is pickled with the job.
+    wrap: Callable[[Callable], Callable] | None = None
 
 
 @dataclass
@@ -249,11 +271,12 @@ def _train_shard(job: _Job, index: int, count: int) -> _ChiefResult | None:
     tf.keras.utils.set_random_seed(s.seed)
     # The same reader seed everywhere: Petastorm shuffles the row-group list with it before
     # taking every count-th group, so the shards are disjoint and cover every group.
-    factory = _without_auto_shard(data.dataset_factory(
+    factory = data.dataset_factory(
         job.feed, s.batch_size // count, shuffle_buffer=s.shuffle_buffer, workers=s.reader_workers, seed=s.seed,
-        cur_shard=index, shard_count=count))
+        cur_shard=index, shard_count=count)
+    factory = _without_auto_shard(s.wrap(factory) if s.wrap else factory)
     scratch = None if chief else tempfile.mkdtemp(prefix=f"lakerec-worker{index}-")
-    recorder = _EpochLogs()
+    recorder = EpochLogs()
     callbacks = [*(job.chief_callbacks() if chief and job.chief_callbacks else []), recorder, *job.callbacks]
     params = job.params if chief else dataclasses.replace(job.params, verbose=0)
     try:

@@ -330,7 +330,7 @@ def run(
         cfg, run_name, resumed = resumed_config(cfg, root, run_name, epochs)
         protocol = resumed.get("protocol")
     tc = cfg.train
-    distributed.check_cluster(spark, tc)
+    distributed.check_cluster(spark, tc, petastorm_cache=tc.petastorm_cache)
     if not run_name:
         run_name = f"{tc.features}-d{tc.embedding_dim}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     ckpt_dir = root / run_name
