@@ -35,7 +35,10 @@ What it cannot reproduce: an item-side value in the user's history beyond the to
 absent here but present in the log (which crosses the whole history), and the generator's
 random thinning / topping-up of crosses to the published missing rates.
 
-`rank.candidate_crosses` = absent keeps the old scoring (`with_absent_crosses`).
+`rank.candidate_crosses` = absent keeps the old scoring (`with_absent_crosses`). Measured on
+the demo lake (`python bench/rank_quality.py --compare-crosses`, README "Ranking evaluation"):
+two-stage recall@10 / NDCG@10 with the ranker 0.368 / 0.354 computed, 0.191 / 0.137 absent,
+against 0.310 / 0.300 for retrieval alone.
 
 Spark built-ins only (aggregations, a broadcast map column, higher-order array functions):
 the maps are as small as the vocabularies, the pairs never leave the executors and are read

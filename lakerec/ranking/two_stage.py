@@ -25,7 +25,10 @@ rebuilds the cross fields as the log does, from the user's context and the candi
 fields (lakerec.ranking.candidate_crosses: maps learned on train_impressions, nothing about
 the test clicks read); absent scores every candidate with them absent (index 0, weight 0).
 Position is never read when scoring. The pairs are built by lakerec.ranking.rerank
-candidate_pairs, as `recommend` builds its own.
+candidate_pairs, as `recommend` builds its own. Measured on the demo lake (`python
+bench/rank_quality.py --compare-crosses`, expected_clicks, recall@10 / NDCG@10): retrieval
+alone 0.310 / 0.300; + ranker 0.368 / 0.354 with the crosses computed, 0.191 / 0.137 with them
+absent; + oracle 0.414 / 0.388.
 
 At scale: the users go through one mapInPandas (users in batches of rank.eval_batch_size //
 rank.candidates, each worker loading the two-tower, and the oracle, once) that retrieves the
