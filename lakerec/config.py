@@ -210,6 +210,10 @@ class RankConf(_Validated):
     # train impressions (how often it is shown): the clicks a list is judged on happened where
     # items were shown, and pCTR alone, by design, knows nothing of that (lakerec.ranking.rerank).
     rerank_by: Literal["p_click", "p_ctcvr", "expected_clicks"] = "expected_clicks"
+    # A candidate's cross fields (user_item_*): computed = from the user's history and the
+    # item's side fields, as the log computes them, through maps learned on train_impressions;
+    # absent = index 0 / weight 0 for every candidate (lakerec.ranking.candidate_crosses).
+    candidate_crosses: Literal["computed", "absent"] = "computed"
     ctr_prior_strength: float = field(default=20.0, metadata=NON_NEGATIVE)  # item-CTR baseline smoothing
     logistic_regression: bool = True  # the Spark MLlib baseline on the same features
     lr_reg_param: float = field(default=0.0, metadata=NON_NEGATIVE)

@@ -8,4 +8,6 @@
     baselines.py  item CTR, logistic regression, two-tower score, oracle
     evaluate.py   `python -m lakerec.jobs.evaluate_ranker`: the ranking table on test_impressions
     two_stage.py  two-tower candidates re-ranked by the ranker, against retrieval alone and the oracle
+    rerank.py     the second stage of `recommend`; candidate_pairs: a candidate's ranker inputs
+    candidate_crosses.py  a candidate's cross fields, computed from the user's history (or absent)
 """

@@ -2,8 +2,8 @@
 
     factory = with_cross_dropout(data.dataset_factory(feed, ...), rc.cross_dropout, rc.seed)
 
-A retrieved candidate was never impressed, so it is scored with its cross fields absent
-(index 0, weight 0, zero arrays: lakerec.ranking.two_stage.absent_cross_values), while on
+A retrieved candidate was never impressed: scored with its cross fields absent (index 0,
+weight 0, zero arrays: rank.candidate_crosses=absent, lakerec.ranking.candidate_crosses), while on
 train_impressions they are present on many rows and predict clicks strongly. Blanking them
 on a share `rate` of the training rows lets the model learn the no-cross case too (rate 1.0:
 a ranker that never uses them). It is a map over the training batches only: validation,

@@ -127,16 +127,17 @@ def check_ranker(ranker: Ranker, available) -> list[str]:
 
 
 def score_impressions(test, model_uri: str, loader: Loader, tracking_uri: str | None = None,
-                      keys: tuple[str, ...] = B.KEYS, keys_ddl: str = B.KEYS_DDL):
+                      keys: tuple[str, ...] = B.KEYS, keys_ddl: str = B.KEYS_DDL, ranker: Ranker | None = None):
     """(rows scored by the ranker: `keys` + p_click, p_conversion, p_ctcvr; the driver's ranker).
 
     Streamed with mapInPandas; each worker loads the ranker once (module doc). `keys` are
     the columns carried through (their DDL in keys_ddl): the impression's by default.
+    `ranker`: the driver's copy if the caller loaded it already (else it is loaded here).
     """
     import numpy as np
     import pandas as pd
 
-    ranker = _load(model_uri, loader, tracking_uri)
+    ranker = ranker if ranker is not None else _load(model_uri, loader, tracking_uri)
     cols = check_ranker(ranker, test.columns)
     wanted = list(dict.fromkeys([*keys, *cols]))
 

@@ -19,14 +19,21 @@ them in the denominator, retrievable or not) are reported for
                          shown the item (expected_clicks: lakerec.aliccp.oracle
                          clicked_probability); omitted with a note when the data was not
                          generated.
-Candidate features: a (user, candidate) pair that was never impressed has no cross fields
-(508/509/702/853) and no position, so every candidate is scored with them absent (index 0,
-weight 0, empty arrays): the same for every candidate, so nothing about the test clicks leaks
-into the order, at the price of the signal the cross fields carry on real impressions.
+Candidate features: a (user, candidate) pair that was never impressed has no logged cross
+fields (508/509/702/853) and no position. rank.candidate_crosses = computed (the default)
+rebuilds the cross fields as the log does, from the user's context and the candidate's side
+fields (lakerec.ranking.candidate_crosses: maps learned on train_impressions, nothing about
+the test clicks read); absent scores every candidate with them absent (index 0, weight 0).
+Position is never read when scoring. The pairs are built by lakerec.ranking.rerank
+candidate_pairs, as `recommend` builds its own. Measured on the demo lake (`python
+bench/rank_quality.py --compare-crosses`, expected_clicks, recall@10 / NDCG@10): retrieval
+alone 0.310 / 0.300; + ranker 0.368 / 0.354 with the crosses computed, 0.191 / 0.137 with them
+absent; + oracle 0.414 / 0.388.
 
-At scale: one Spark job over the users (mapInPandas, users in batches of
-rank.eval_batch_size // rank.candidates, each worker loading both models once); per-user
-metrics are averaged in Spark, nothing is collected but the item catalogue.
+At scale: the users go through one mapInPandas (users in batches of rank.eval_batch_size //
+rank.candidates, each worker loading the two-tower, and the oracle, once) that retrieves the
+candidates; the pairs are scored by evaluate.score_impressions, ranked per user with window
+functions and the per-user metrics averaged in Spark: nothing is collected.
 """
 
 from __future__ import annotations
@@ -50,7 +57,6 @@ K = 10
 STAGES = ("retrieval alone", "retrieval + ranker", "retrieval + oracle")
 _SLUGS = ("retrieval", "ranker", "oracle")
 ORACLE_NPZ = "oracle.npz"
-ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 # The oracle's truth for each re-ranking order (lakerec.aliccp.oracle.Oracle methods).
 ORACLE_ORDER = {"p_click": "click_probability", "p_ctcvr": "ctcvr_probability",
                 R.EXPECTED_CLICKS: "clicked_probability"}
@@ -66,34 +72,6 @@ def item_columns() -> list[str]:
     """The item's columns of an impression, as item_vocab holds them."""
     return ["item_id", F.id_field(F.CANDIDATE).index_column,
             *[c for f in F.side_features(F.CANDIDATE) for c in f.model_columns]]
-
-
-def absent_cross_values(length: int) -> dict:
-    """The cross fields of a pair never impressed: index 0, weight 0.0, zero-padded arrays."""
-    out = {}
-    for f in F.rank_features():
-        if f.role == F.CONTEXT:
-            continue
-        for col in f.model_columns + ((f.weight_column,) if f.weight_column else ()):
-            kind = T.TEST_IMPRESSIONS.column(col).type
-            if kind.startswith("array"):
-                out[col] = np.zeros(length, np.float32 if "float" in kind else np.int32)
-            else:
-                out[col] = 0.0 if kind in ("float", "double") else 0
-    return out
-
-
-def _metrics(ranked: np.ndarray, clicked: list, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per user: recall@k and NDCG@k of the ranked item ids [users, n] against their clicked ids."""
-    recall, ndcg = np.zeros(len(clicked)), np.zeros(len(clicked))
-    discounts = 1.0 / np.log2(np.arange(k) + 2.0)
-    for u, items in enumerate(clicked):
-        relevant = set(int(i) for i in items)
-        top = ranked[u, :k]
-        hits = np.array([int(i) in relevant for i in top], dtype=bool)
-        recall[u] = hits.sum() / len(relevant)
-        ndcg[u] = discounts[:len(top)][hits].sum() / discounts[:min(len(relevant), k)].sum()
-    return recall, ndcg
 
 
 def oracle_source(cfg: Config, oracle):
@@ -125,7 +103,8 @@ def run(spark, cfg: Config, ranker_uri: str, two_tower_run: str, *, loader=None,
 
     Args:
         spark: the session.
-        cfg: configuration (rank.candidates, rank.rerank_by, rank.eval_batch_size, tables, MLflow).
+        cfg: configuration (rank.candidates, rank.rerank_by, rank.candidate_crosses,
+            rank.eval_batch_size, tables, MLflow).
         ranker_uri: the ranker's model URI (loaded by `loader`).
         two_tower_run: the training run whose exported two-tower retrieves.
         loader: model URI -> Ranker (default lakerec.ranking.scoring.load_ranker).
@@ -134,15 +113,17 @@ def run(spark, cfg: Config, ranker_uri: str, two_tower_run: str, *, loader=None,
         k: the cut-off of recall and NDCG.
 
     Returns:
-        {"users", "candidates", "rerank_by", "k", "metrics": {stage: {"recall@k", "ndcg@k"}},
-         "notes", "seconds"}.
+        {"users", "candidates", "rerank_by", "candidate_crosses", "k",
+         "metrics": {stage: {"recall@k", "ndcg@k"}}, "notes", "seconds"}.
     """
     import pandas as pd
     import tensorflow as tf
+    from pyspark.sql import Window
     from pyspark.sql import functions as Fn
 
     from lakerec.aliccp.oracle import Oracle
     from lakerec.ranking import evaluate as E
+    from lakerec.ranking.candidate_crosses import describe
     from lakerec.tables import read_table
 
     start = time.monotonic()
@@ -151,82 +132,73 @@ def run(spark, cfg: Config, ranker_uri: str, two_tower_run: str, *, loader=None,
     rerank_by, n_candidates, tracking_uri = cfg.rank.rerank_by, cfg.rank.candidates, cfg.tracking_uri
     R.check_order(rerank_by, ranker.objective, ranker_uri)
     test = read_table(spark, cfg.table(T.TEST_IMPRESSIONS.name))
-    cross = absent_cross_values(cfg.filter.item_intention_length)
-    available = set(user_columns()) | set(item_columns()) | set(cross) | {"is_cold_item"}
-    cols = E.check_ranker(ranker, available)
     _, spec = B.load_two_tower(two_tower_run, tracking_uri)
     serving, lengths = spec.serving_columns(), spec.array_lengths()
-    vocab = read_table(spark, cfg.table(T.ITEM_VOCAB.name)).select(*item_columns(), "impressions")
-    items = vocab.toPandas().set_index("item_id", drop=False)  # the catalogue, as the two-tower's index
-    items["exposure"] = R.exposure(items["impressions"].to_numpy(np.float64), float(items["impressions"].sum()),
-                                   len(items))
     truth = oracle_source(cfg, oracle)
-    notes = [f"candidates: {n_candidates} per user from two-tower run {two_tower_run}; cross fields and position "
-             "absent for every candidate (never impressed)"]
+    notes = [f"candidates: {n_candidates} per user from two-tower run {two_tower_run}; "
+             f"{describe(cfg.rank.candidate_crosses)}; position absent (never impressed)"]
     if truth is None:
         notes.append(f"oracle: no {B.ORACLE_FOLDER}/{ORACLE_NPZ} under raw ({cfg.raw}): omitted (generated data only)")
+    users_per_batch = max(1, cfg.rank.eval_batch_size // n_candidates)
 
-    def rerank(batches):
+    def retrieve(batches):
         module, _ = E.worker_cached(("two-tower", two_tower_run),
                                     lambda: B.load_two_tower(two_tower_run, tracking_uri))
-        model = E.worker_cached(("ranker", ranker_uri, loader), lambda: E._load(ranker_uri, loader, tracking_uri))
         judge = E.worker_cached(("oracle", truth), lambda: Oracle.load(truth)) if isinstance(truth, str) else truth
-        for pdf in batches:
-            n = len(pdf)
-            ids = module.recommend(B.query_tensors(pdf, serving, lengths), tf.constant(n_candidates, tf.int32))
-            ids = ids["item_ids"].numpy()
-            width = ids.shape[1]
-            rows = np.repeat(np.arange(n), width)
-            frame = pdf[user_columns()].iloc[rows].reset_index(drop=True)
-            cand = items.loc[ids.reshape(-1)].reset_index(drop=True)
-            for c in item_columns():
-                frame[c] = cand[c].to_numpy()
-            frame["is_cold_item"] = False
-            for c, v in cross.items():
-                frame[c] = [v] * len(frame) if isinstance(v, np.ndarray) else v
-            predicted = {k: np.asarray(v, np.float64) for k, v in model.predict(frame[cols]).items()}
-            scores = R.order_scores(predicted, cand["exposure"].to_numpy(np.float64), rerank_by).reshape(n, width)
-            clicked = list(pdf["clicked_items"])
-            out = {"user_id": pdf["user_id"].to_numpy(np.int64),
-                   "relevant": np.array([len(set(c)) for c in clicked], np.int32)}
-            orders = {"retrieval": np.arange(width)[None, :].repeat(n, 0),
-                      "ranker": np.argsort(-scores, axis=1, kind="stable")}
-            if judge is not None:
-                truth_of = getattr(judge, ORACLE_ORDER[rerank_by])
-                try:
-                    p = truth_of(frame["user_id"].to_numpy(np.int64), frame["item_id"].to_numpy(np.int64))
-                except KeyError as e:
-                    raise InputDataError(f"the oracle does not know an id of the test users or items: {e}") from None
-                orders["oracle"] = np.argsort(-np.asarray(p).reshape(n, width), axis=1, kind="stable")
-            for slug in _SLUGS:
-                if slug in orders:
-                    recall, ndcg = _metrics(np.take_along_axis(ids, orders[slug], axis=1), clicked, k)
-                else:
-                    recall = ndcg = np.full(n, np.nan)
-                out[f"recall_{slug}"], out[f"ndcg_{slug}"] = recall, ndcg
-            yield pd.DataFrame(out)
+        for batch in batches:
+            for lo in range(0, len(batch), users_per_batch):
+                pdf = batch.iloc[lo:lo + users_per_batch]
+                ids = module.recommend(B.query_tensors(pdf, serving, lengths), tf.constant(n_candidates, tf.int32))
+                ids = ids["item_ids"].numpy().astype(np.int64)
+                width = ids.shape[1]
+                user_ids = np.repeat(pdf["user_id"].to_numpy(np.int64), width)
+                out = {"user_id": user_ids, "retrieval_rank": np.tile(np.arange(width, dtype=np.int32), len(pdf)),
+                       "item_id": ids.reshape(-1), "truth": np.full(len(user_ids), np.nan)}
+                if judge is not None:
+                    try:
+                        out["truth"] = np.asarray(getattr(judge, ORACLE_ORDER[rerank_by])(user_ids, out["item_id"]),
+                                                  np.float64)
+                    except KeyError as e:
+                        raise InputDataError(
+                            f"the oracle does not know an id of the test users or items: {e}") from None
+                yield pd.DataFrame(out)
 
-    schema = "user_id bigint, relevant int, " + ", ".join(
-        f"recall_{s} double, ndcg_{s} double" for s in _SLUGS)
-    previous = spark.conf.get(ARROW_BATCH, None)
-    spark.conf.set(ARROW_BATCH, str(max(1, cfg.rank.eval_batch_size // n_candidates)))
-    try:
-        per_user = users_frame(test).mapInPandas(rerank, schema)
-        row = per_user.agg(Fn.count(Fn.lit(1)).alias("users"), *[
-            Fn.avg(Fn.col(f"{m}_{s}")).alias(f"{m}_{s}") for s in _SLUGS for m in ("recall", "ndcg")]).first()
-    finally:
-        if previous is None:
-            spark.conf.unset(ARROW_BATCH)
-        else:
-            spark.conf.set(ARROW_BATCH, previous)
+    users = users_frame(test)
+    candidates = users.mapInPandas(retrieve, "user_id bigint, retrieval_rank int, item_id bigint, truth double")
+    pairs = R.candidate_pairs(spark, cfg, candidates, users.select(*user_columns()))
+    scored, _ = E.score_impressions(pairs, ranker_uri, loader, tracking_uri, ranker=ranker,
+                                    keys=("user_id", "item_id", "retrieval_rank", "truth", "exposure"),
+                                    keys_ddl="user_id bigint, item_id bigint, retrieval_rank int, truth double, "
+                                             "exposure double")
+    by = R.order_scores({c: Fn.col(c) for c in ("p_click", "p_ctcvr")}, Fn.col("exposure"), rerank_by)
+    orders = {"retrieval": None, "ranker": by}
+    if truth is not None:
+        orders["oracle"] = Fn.col("truth")
+    ranked = scored
+    for slug, score in orders.items():
+        rank = (Fn.col("retrieval_rank") if score is None else
+                Fn.row_number().over(Window.partitionBy("user_id").orderBy(score.desc(), "retrieval_rank")) - 1)
+        ranked = ranked.withColumn(f"_rank_{slug}", rank)
+    ranked = ranked.join(users.select("user_id", "clicked_items"), "user_id").withColumn(
+        "_hit", Fn.array_contains("clicked_items", Fn.col("item_id")))
+    sums = [Fn.first(Fn.size("clicked_items")).alias("relevant")]
+    for slug in orders:
+        top = Fn.col("_hit") & (Fn.col(f"_rank_{slug}") < k)
+        sums += [Fn.sum(top.cast("double")).alias(f"hits_{slug}"),
+                 Fn.sum(Fn.when(top, 1.0 / Fn.log2(Fn.col(f"_rank_{slug}") + 2.0)).otherwise(0.0)).alias(f"dcg_{slug}")]
+    per_user = ranked.groupBy("user_id").agg(*sums)
+    ideal = Fn.aggregate(Fn.sequence(Fn.lit(0), Fn.least(Fn.col("relevant"), Fn.lit(k)) - 1), Fn.lit(0.0),
+                         lambda acc, i: acc + 1.0 / Fn.log2(i + 2.0))
+    row = per_user.agg(Fn.count(Fn.lit(1)).alias("users"), *[
+        Fn.avg(Fn.col(f"hits_{s}") / Fn.col("relevant")).alias(f"recall_{s}") for s in orders], *[
+        Fn.avg(Fn.col(f"dcg_{s}") / ideal).alias(f"ndcg_{s}") for s in orders]).first()
     if not row["users"]:
         raise InputDataError(f"{cfg.table(T.TEST_IMPRESSIONS.name)} has no clicks of known users: no two-stage run")
-    metrics = {}
-    for stage, slug in zip(STAGES, _SLUGS):
-        if row[f"recall_{slug}"] is not None:
-            metrics[stage] = {f"recall@{k}": float(row[f"recall_{slug}"]), f"ndcg@{k}": float(row[f"ndcg_{slug}"])}
-    result = {"users": int(row["users"]), "candidates": n_candidates, "rerank_by": rerank_by, "k": k,
-              "metrics": metrics, "notes": notes, "seconds": time.monotonic() - start}
+    metrics = {stage: {f"recall@{k}": float(row[f"recall_{slug}"]), f"ndcg@{k}": float(row[f"ndcg_{slug}"])}
+               for stage, slug in zip(STAGES, _SLUGS) if slug in orders}
+    result = {"users": int(row["users"]), "candidates": n_candidates, "rerank_by": rerank_by,
+              "candidate_crosses": cfg.rank.candidate_crosses, "k": k, "metrics": metrics, "notes": notes,
+              "seconds": time.monotonic() - start}
     log.info("two-stage over %s users in %.1fs", f"{result['users']:,}", result["seconds"])
     return result
 

@@ -194,6 +194,15 @@ FIELDS: tuple[Field, ...] = (
 )
 
 BY_CODE: dict[str, Field] = {f.code: f for f in FIELDS}
+
+# What each cross field crosses (format document: 508/509/702/853 cross the user's history
+# with the impressed item's category/shop/brand/intentions): cross -> (item side field, history field).
+CROSSES: dict[str, tuple[str, str]] = {
+    "user_item_categories": ("item_category", "user_categories"),
+    "user_item_shops": ("item_shop", "user_shops"),
+    "user_item_brands": ("item_brand", "user_brands"),
+    "user_item_intentions": ("item_intention", "user_intentions"),
+}
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
 
