@@ -4,7 +4,8 @@
 # MAGIC
 # MAGIC Trains on the filter job's tables (`train_interactions`, the vocabularies) exactly as
 # MAGIC `python -m lakerec.jobs.train` does: Petastorm feeds TensorFlow Recommenders, every epoch is
-# MAGIC checkpointed, the run is logged to MLflow and the model is registered. Then the training
+# MAGIC checkpointed, the run is logged to MLflow and the model is registered (it becomes the `champion`
+# MAGIC only if it beats most-popular and the champion on the validation slice). Then the training
 # MAGIC curves, the model-versus-baselines table on `test_interactions`, and a link to the run.
 # MAGIC
 # MAGIC **Parameters** (widgets on Databricks; `LAKEREC_<NAME>` environment variables locally).
@@ -77,7 +78,8 @@ nb.show(evaluation)
 
 # COMMAND ----------
 
-nb.show_markdown(nb.run_link(spark, cfg, run_id) + f"\n\nRegistered model version: `{out['model_version']}`")
+nb.show_markdown(nb.run_link(spark, cfg, run_id) + f"\n\nRegistered model version: `{out['model_version']}`"
+                 + (f" ({out['champion']})" if out["champion"] else ""))
 
 # COMMAND ----------
 
