@@ -218,7 +218,7 @@ class RankConf(_Validated):
     logistic_regression: bool = True  # the Spark MLlib baseline on the same features
     lr_reg_param: float = field(default=0.0, metadata=NON_NEGATIVE)
     lr_max_iter: int = field(default=50, metadata=POSITIVE)
-    # `recommend` re-ranks its candidates (rank.candidates per user) with the newest registered
+    # `recommend` re-ranks its candidates (rank.candidates per user) with the champion
     # ranker when there is one (lakerec.ranking.rerank), and writes its p_click / p_conversion.
     rerank_recommendations: bool = True
     two_stage: bool = True  # the evaluation also runs retrieval + re-ranking (needs a registered two-tower)
@@ -230,6 +230,9 @@ class MlflowConf(_Validated):
     experiment: str = "lakerec"
     registered_model: str = "lakerec-two-tower"
     registered_ranker: str = "lakerec-ranker"  # the ranking model's registry name
+    # The versions the stages load (lakerec.registry.resolve); None: each model's `champion` alias.
+    model_version: int | None = field(default=None, metadata=POSITIVE)
+    ranker_version: int | None = field(default=None, metadata=POSITIVE)
 
 
 @dataclass(frozen=True)

@@ -312,7 +312,7 @@ def _recommendations_cover(spark, cfg: Config, run_id: str, user_id: int, k: int
 
 
 def top_k(spark, cfg: Config, user_id: int, k: int = 10, run_id: str | None = None):
-    """The user's top-k items of a training run (default: the newest finished one).
+    """The user's top-k items of a training run (default: the champion two-tower's).
 
     Read from the `recommendations` table if it holds this run's top-k for the user (the
     workflow's recommend task writes it); otherwise the recommend job runs first.
@@ -322,11 +322,13 @@ def top_k(spark, cfg: Config, user_id: int, k: int = 10, run_id: str | None = No
         cfg: its Config.
         user_id: the user.
         k: how many items.
-        run_id: the training run (default: the newest finished one).
+        run_id: the training run (default: the run of mlflow.model_version, else of the champion of
+            mlflow.registered_model; lakerec.registry.resolve).
 
     Returns:
         (run_id, DataFrame of rank, item_id, score, item features, in_history, clicked_in_test).
     """
+    from lakerec import registry
     from lakerec.retrieval import recommend as recommend_job
     from lakerec.sqlfiles import render
     from lakerec.retrieval import tracking
@@ -334,7 +336,7 @@ def top_k(spark, cfg: Config, user_id: int, k: int = 10, run_id: str | None = No
     if k < 1:
         raise LakeRecError(f"k must be at least 1 (got {k})")
     tracking.configure(cfg)
-    run_id = run_id or tracking.latest_training_run(cfg)
+    run_id = run_id or registry.resolve(cfg, registry.TWO_TOWER).run_id
     if not _recommendations_cover(spark, cfg, run_id, user_id, k):
         log.info("recommendations of run %s do not cover the top %d: running the recommend job", run_id, k)
         recommend_job.run(spark, cfg, k=max(k, 100), run_id=run_id)

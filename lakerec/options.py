@@ -81,6 +81,10 @@ OPTIONS: tuple[Option, ...] = (
                                     "(default: on for MovieLens tables, off for Ali-CCP)"),
     Option("evaluate.als", "the Spark ALS baseline in the evaluation table (--no-als: skip it)"),
     Option("mlflow.registered_ranker", "model registry name of the ranking model"),
+    Option("mlflow.model_version", "the version of mlflow.registered_model to load (default: its champion alias)",
+           "N"),
+    Option("mlflow.ranker_version", "the version of mlflow.registered_ranker to load (default: its champion alias)",
+           "N"),
     Option("rank.objective", "ctr: one click head; esmm: click and conversion heads over every impression (ESMM)"),
     Option("rank.epochs", "ranker training epochs (at most: early stopping may end sooner)", "E", alias="rank_epochs"),
     Option("rank.batch_size", "ranker batch size", "B", alias="rank_batch_size"),
@@ -102,7 +106,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("rank.rerank_by", "two-stage run: the ranker's score that re-ranks the candidates"),
     Option("rank.logistic_regression", "the Spark MLlib logistic-regression baseline in the ranking table "
                                        "(--no-logistic-regression: skip it)"),
-    Option("rank.rerank_recommendations", "re-rank the recommendations with the newest registered ranker, if any "
+    Option("rank.rerank_recommendations", "re-rank the recommendations with the champion ranker, if any "
                                           "(--no-rerank-recommendations: the two-tower's order)"),
     Option("rank.two_stage", "also run retrieval + re-ranking after the ranking table (--no-two-stage: skip it)"),
 )

@@ -4,7 +4,8 @@
 # MAGIC
 # MAGIC Trains on the filter job's tables (`train_interactions`, the vocabularies) exactly as
 # MAGIC `python -m lakerec.jobs.train` does: Petastorm feeds TensorFlow Recommenders, every epoch is
-# MAGIC checkpointed, the run is logged to MLflow and the model is registered. Then the training
+# MAGIC checkpointed, the run is logged to MLflow and the model is registered (it becomes the `champion`
+# MAGIC only if it beats most-popular and the champion on the validation slice). Then the training
 # MAGIC curves, the model-versus-baselines table on `test_interactions`, and a link to the run.
 # MAGIC Then the ranker on the impressions job's tables (`train_impressions`), as
 # MAGIC `python -m lakerec.jobs.rank` does, with its baselines table on `test_impressions` and its curves.
@@ -87,7 +88,8 @@ nb.show(evaluation)
 
 # COMMAND ----------
 
-nb.show_markdown(nb.run_link(spark, cfg, run_id) + f"\n\nRegistered model version: `{out['model_version']}`")
+nb.show_markdown(nb.run_link(spark, cfg, run_id) + f"\n\nRegistered model version: `{out['model_version']}`"
+                 + (f" ({out['champion']})" if out["champion"] else ""))
 
 # COMMAND ----------
 
@@ -96,14 +98,18 @@ nb.show_markdown(nb.run_link(spark, cfg, run_id) + f"\n\nRegistered model versio
 # MAGIC Click and conversion heads (`rank.objective`) over every impression of `train_impressions`, early
 # MAGIC stopping on a validation slice carved from it; registered as `registered_ranker`. Then
 # MAGIC `test_impressions` scored by the ranker and its baselines (item CTR, logistic regression, the
-# MAGIC two-tower just registered, the oracle on generated data), and the two-stage run: the two-tower's
+# MAGIC two-tower just trained, the oracle on generated data), and the two-stage run: the two-tower's
 # MAGIC candidates re-ranked.
 
 # COMMAND ----------
 
+from lakerec.config import override
 from lakerec.ranking import train as rank_train
 
-rank_out = rank_train.run(spark, cfg)
+# The ranker goes with the two-tower just trained (its vocabularies, its two-stage candidates),
+# whether or not that version passed the gate.
+with_tower = override(cfg, mlflow__model_version=int(out["model_version"])) if out["model_version"] else cfg
+rank_out = rank_train.run(spark, with_tower)
 rank_run_id = rank_out["run_id"]
 nb.publish("rank_run_id", rank_run_id)
 print(rank_train.summary_text(rank_out))

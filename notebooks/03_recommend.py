@@ -2,13 +2,13 @@
 # MAGIC %md
 # MAGIC # 03 · Recommendations for one user
 # MAGIC
-# MAGIC Pick a user, look at what they clicked in training, and at their top-K items from a training
-# MAGIC run's model (the newest finished one unless `run_id` is given). The top-K come from the
-# MAGIC `recommendations` table that `python -m lakerec.jobs.recommend` writes; if it does not hold this run's
+# MAGIC Pick a user, look at what they clicked in training, and at their top-K items from the
+# MAGIC registered two-tower's `champion` (or the version `model_version`, or a training run's model:
+# MAGIC `run_id`). The top-K come from the `recommendations` table that `python -m lakerec.jobs.recommend` writes; if it does not hold this run's
 # MAGIC top-K yet, the recommend job runs first.
 # MAGIC
 # MAGIC **Parameters** (widgets on Databricks; `LAKEREC_<NAME>` environment variables locally):
-# MAGIC `user_id` (empty: the user with the most training clicks), `k`, `run_id`.
+# MAGIC `user_id` (empty: the user with the most training clicks), `k`, `model_version`, `run_id`.
 
 # COMMAND ----------
 
@@ -16,7 +16,8 @@
 from lakerec import notebook as nb
 from lakerec.spark import get_spark
 
-params = nb.parameters(conf=nb.default_conf(), lake="", database="", user_id="", k="10", run_id="")
+params = nb.parameters(conf=nb.default_conf(), lake="", database="", user_id="", k="10", model_version="",
+                       run_id="")
 cfg = nb.config(params)
 spark = get_spark(cfg)
 user_id = nb.pick_user(spark, cfg, params["user_id"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from azure.ai.ml import load_environment, load_job
+from azure.ai.ml import load_environment, load_job, load_online_deployment, load_online_endpoint
 from azure.ai.ml.entities import Command, PipelineJob, Spark
 
 from lakerec.config import load_config
@@ -24,6 +24,7 @@ SPARK_ENTRY = REPO / "azureml_spark_entry.py"
 RUNNER_MODULE = "lakerec.jobs.azureml"
 JOB_FILES = {"ingest.yml", "filter.yml", "impressions.yml", "train.yml", "pipeline.yml"}
 NOT_JOBS = {"environment.yml", "conda.yml"}  # an environment and its conda spec
+ENDPOINT, DEPLOYMENT = "recommender-endpoint.yml", "recommender-deployment.yml"  # the recommender's online endpoint
 PIPELINE_ORDER = ["ingest", "filter", "impressions", "train", "evaluate", "rank", "recommend"]
 
 
@@ -64,11 +65,28 @@ def spark_job_name(job) -> str:
 
 
 def test_every_yaml_is_known_and_loads():
-    assert yaml_files() == JOB_FILES | NOT_JOBS  # a new spec must be added to these tests
+    assert yaml_files() == JOB_FILES | NOT_JOBS | {ENDPOINT, DEPLOYMENT}  # a new spec must be added to these tests
     for name in JOB_FILES:
         assert load_job(AZUREML / name) is not None
     env = load_environment(AZUREML / "environment.yml")
     assert env.name == "lakerec-train" and env.conda_file["name"] == "lakerec-train"
+
+
+def test_the_recommender_endpoint_and_its_deployment_load_and_belong_together():
+    from azure.ai.ml.entities import ManagedOnlineDeployment, ManagedOnlineEndpoint
+
+    endpoint = load_online_endpoint(AZUREML / ENDPOINT)
+    assert isinstance(endpoint, ManagedOnlineEndpoint) and endpoint.auth_mode == "key"
+    deployment = load_online_deployment(AZUREML / DEPLOYMENT)
+    assert isinstance(deployment, ManagedOnlineDeployment) and deployment.endpoint_name == endpoint.name
+    # The registered MLflow model (no scoring script, no environment: Azure ML builds both from it),
+    # lakerec-recommender (the default of mlflow.registered_recommender); the deploy sets the champion's version.
+    assert deployment.model == "lakerec-recommender:1" and deployment.code_configuration is None
+    assert deployment.environment is None and deployment.environment_variables["TF_USE_LEGACY_KERAS"] == "1"
+    pinned = load_online_deployment(AZUREML / DEPLOYMENT, params_override=[{"model": "azureml:lakerec-recommender:7"}])
+    assert pinned.model == "lakerec-recommender:7"
+    assert "--set model=azureml:lakerec-recommender:$VERSION" in (AZUREML / DEPLOYMENT).read_text()
+    assert deployment.instance_count == 1 and deployment.request_settings.request_timeout_ms == 5000
 
 
 def test_spark_jobs_attached_pool_and_serverless():

@@ -271,6 +271,35 @@ def test_prod_is_production_with_root_path_run_as_and_permissions(bundle):
     assert values["schema"] == "aliccp"  # a fixed, shared schema
 
 
+# --------------------------------------------------------------------------- tests: serving
+
+SERVING = "lakerec_recommender"
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_the_serving_endpoint_serves_the_recommender_version_the_deploy_passes(bundle, validator, target):
+    config = target_config(bundle, target)
+    endpoint = config["resources"]["model_serving_endpoints"][SERVING]
+    values = variable_values(config, target)
+    resolved = resolve(endpoint, references(config, target))
+    (entity,) = resolved["config"]["served_entities"]
+    # The Unity Catalog model of the schema the pipeline writes, at the version passed on deploy.
+    assert entity["entity_name"] == f"{values['catalog']}.{values['schema']}.{values['recommender_name']}"
+    assert endpoint["config"]["served_entities"][0]["entity_version"] == "${var.recommender_version}"
+    assert entity["scale_to_zero_enabled"] is True and entity["environment_vars"]["TF_USE_LEGACY_KERAS"] == "1"
+    assert resolved["config"]["traffic_config"]["routes"] == [{"served_model_name": entity["name"],
+                                                                "traffic_percentage": 100}]
+    assert resolved["name"] == f"lakerec-recommender-{values['schema']}"  # one per schema: dev users apart
+    # What the schema check catches here: a version given as a number, a misspelt key.
+    broken = copy.deepcopy(config)
+    served = broken["resources"]["model_serving_endpoints"][SERVING]["config"]["served_entities"][0]
+    served["entity_version"] = 3
+    served["entity"] = served.pop("entity_name")
+    errors = schema_errors(validator, broken)
+    assert any("entity_version" in e and "3 is not of type 'string'" in e for e in errors), errors
+    assert any("'entity' was unexpected" in e for e in errors), errors
+
+
 # --------------------------------------------------------------------------- tests: the workflow
 
 def test_pipeline_runs_ingest_filter_train_evaluate_recommend_in_order(bundle):

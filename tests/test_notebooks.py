@@ -196,7 +196,7 @@ def test_01_explore_shows_the_funnel_ctr_by_position_long_tail_and_coverage(nb_l
 @pytest.fixture(scope="module")
 def trained(nb_lake):
     probe = ('{"run_id": run_id, "model_version": out["model_version"], "plots": [p.name for p in plots], '
-             '"evaluation": evaluation.to_dict("records"), "rank_run_id": rank_run_id, '
+             '"evaluation": evaluation.to_dict("records"), "champion": str(out["champion"]), "rank_run_id": rank_run_id, '
              '"rank_version": rank_out["model_version"], "ranking": ranking.to_dict("records"), '
              '"rank_curves": rank_curves.to_dict("records"), "rank_plots": [p.name for p in rank_plots], '
              '"two_stage": rank_out["evaluation"]["two_stage"] is not None}')
@@ -226,6 +226,7 @@ def test_02_train_logs_both_models_with_curves_and_their_versus_baselines_tables
     version = client.get_model_version("lakerec-notebooks", str(found["model_version"]))
     assert version.run_id == found["run_id"]
     assert found["run_id"] in text and "mlflow ui" in text  # the link
+    assert found["champion"] in text and version.tags["lakerec.champion_reason"] in found["champion"]  # the gate
 
     # The ranker: its own run, trained with the notebook's parameters, linked to the two-tower above.
     rank = client.get_run(found["rank_run_id"])
@@ -257,8 +258,10 @@ def test_02_train_logs_both_models_with_curves_and_their_versus_baselines_tables
 def test_03_recommend_shows_a_users_history_and_top_k(nb_lake, trained):
     probe = ('{"user_id": user_id, "run_id": run_id, "history": history.to_dict("records"), '
              '"top": top.to_dict("records")}')
-    found, outputs, text = run_notebook("03_recommend", nb_lake, probe, k=str(K))
-    assert found["run_id"] == trained[0]["run_id"]  # the newest training run: the one 02 made
+    # One epoch may or may not beat most-popular (the champion gate): name 02's version.
+    found, outputs, text = run_notebook("03_recommend", nb_lake, probe, k=str(K),
+                                        model_version=str(trained[0]["model_version"]))
+    assert found["run_id"] == trained[0]["run_id"]  # that version's run
 
     history, top = found["history"], found["top"]
     assert history, "the most active user has training clicks"

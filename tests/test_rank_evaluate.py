@@ -150,7 +150,7 @@ def write_planted_lake(spark, cfg, tmp_path):
 
 
 def register_planted_two_tower(cfg, tmp_path):
-    """A two-tower whose query is the user's topic and candidate the item's, exported and registered."""
+    """A two-tower whose query is the user's topic and candidate the item's, exported, registered and champion."""
     import mlflow
     import tensorflow as tf
 
@@ -176,7 +176,9 @@ def register_planted_two_tower(cfg, tmp_path):
     saved = export.save(module, spec, tmp_path / "two_tower")
     tracking.configure(cfg)
     with mlflow.start_run(tags={tracking.TAG_STAGE: "train", tracking.TAG_DATABASE: cfg.database}):
-        export.log_pyfunc(saved, spec, 10, cfg.mlflow.registered_model)
+        info = export.log_pyfunc(saved, spec, 10, cfg.mlflow.registered_model)
+    mlflow.MlflowClient().set_registered_model_alias(cfg.mlflow.registered_model, "champion",
+                                                     info.registered_model_version)
 
 
 @pytest.fixture(scope="module")

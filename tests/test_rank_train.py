@@ -41,10 +41,11 @@ def retrieval_version(planted_cfg):
     cfg, _ = planted_cfg
     tracking.configure(cfg)
     with mlflow.start_run(run_name="retrieval-stand-in") as run:
-        mlflow.set_tag(tracking.TAG_TABLE_VERSIONS, "{}")
+        pass
     client = MlflowClient()
     client.create_registered_model(cfg.mlflow.registered_model)
     v = client.create_model_version(cfg.mlflow.registered_model, f"{run.info.artifact_uri}/model", run.info.run_id)
+    client.set_registered_model_alias(cfg.mlflow.registered_model, "champion", v.version)
     return run.info.run_id, v.version
 
 
@@ -94,6 +95,7 @@ def test_scores_ignore_position_and_need_no_position_column(trained):
 def test_one_mlflow_run_records_params_epochs_versions_and_the_retrieval_link(spark, trained, retrieval_version):
     from mlflow.tracking import MlflowClient
 
+    from lakerec.retrieval import tracking
     from lakerec.tables import table_version
 
     cfg, _, out = trained
@@ -106,9 +108,14 @@ def test_one_mlflow_run_records_params_epochs_versions_and_the_retrieval_link(sp
     assert [m.step for m in client.get_metric_history(run.info.run_id, "ctcvr_loss")] == [1, 2, 3]
     assert len(client.get_metric_history(run.info.run_id, "validation/cvr_auc")) == 3
     assert run.data.metrics["best_validation/ctcvr_auc"] == out["validation"]["validation/ctcvr_auc"]
-    versions = json.loads(tags["lakerec.table_versions"])
-    for name in (T.TRAIN_IMPRESSIONS.name, T.USER_VOCAB.name, T.ITEM_VOCAB.name, T.FEATURE_VOCAB.name):
-        assert versions[cfg.table(name)] == table_version(spark, cfg.table(name))
+    versions = tracking.logged_table_versions(run.info.run_id)  # MLflow Delta dataset inputs
+    names = (T.TRAIN_IMPRESSIONS.name, T.USER_VOCAB.name, T.ITEM_VOCAB.name, T.FEATURE_VOCAB.name)
+    assert versions == {cfg.table(n): table_version(spark, cfg.table(n)) for n in names}
+    # The gate: item CTR on the same validation rows, and the verdict against it.
+    ours, item_ctr = run.data.metrics["best_validation/ctcvr_auc"], run.data.metrics["item_ctr/validation/ctcvr_auc"]
+    assert ours > item_ctr and tags["lakerec.champion"] == "promoted", (ours, item_ctr)
+    assert tags["lakerec.champion_reason"].startswith("first champion: validation/ctcvr_auc")
+    assert out["champion"].promoted
     assert tags["lakerec.stage"] == "rank"
     run_id, version = retrieval_version
     assert tags["lakerec.retrieval_run_id"] == run_id

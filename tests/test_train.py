@@ -55,6 +55,7 @@ def test_mlflow_run_records_params_metrics_artifacts_and_provenance(spark, train
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from lakerec.retrieval import tracking
     from lakerec.tables import table_version
 
     cfg, _, out = trained
@@ -67,9 +68,19 @@ def test_mlflow_run_records_params_metrics_artifacts_and_provenance(spark, train
     assert len(client.get_metric_history(run.info.run_id, "monitor/recall_at_20")) == 3
     assert metrics["test/all/model/recall_at_10"] == pytest.approx(out["evaluation"]["metrics"]["all"]["model"]["recall@10"])
     assert "test/cold-start/most-popular/ndcg_at_20" in metrics
-    versions = json.loads(tags["lakerec.table_versions"])
-    for name in ("train_interactions", "test_interactions", "user_vocab", "item_vocab", "feature_vocab"):
-        assert versions[cfg.table(name)] == table_version(spark, cfg.table(name))
+    # The input tables, as MLflow Delta datasets with their versions (0 here: MLflow leaves 0 out of the source).
+    versions = tracking.logged_table_versions(run.info.run_id)
+    names = ("train_interactions", "test_interactions", "user_vocab", "item_vocab", "feature_vocab")
+    assert versions == {cfg.table(n): table_version(spark, cfg.table(n)) for n in names}
+    contexts = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"] for i in run.inputs.dataset_inputs}
+    assert contexts[f"spark_catalog.{cfg.table('test_interactions')}@v0"] == "test"
+    assert contexts[f"spark_catalog.{cfg.table('train_interactions')}@v0"] == "training"
+    # Most-popular on the same validation rows, and the gate's verdict on the model against it.
+    assert metrics["most_popular/validation/recall_at_20"] < metrics["best_validation/recall_at_20"]
+    assert tags["lakerec.champion"] == "promoted" and tags["lakerec.champion_reason"].startswith("first champion")
+    tc = cfg.train
+    assert tags["lakerec.validation_slice"] == (f"{cfg.table('train_interactions')}@v0 fraction={tc.validation_fraction} "
+                                                f"rows={tc.validation_rows} seed={tc.seed}")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     assert tags["mlflow.source.git.commit"] == head
     artifacts = set()
@@ -133,9 +144,12 @@ def test_evaluate_job_reproduces_the_training_evaluation(spark, trained):
     from lakerec.retrieval import evaluate
 
     cfg, _, out = trained
-    result, table = evaluate.run(spark, cfg, out["run_id"], log_to_mlflow=False)
+    # By default the champion: the trained run's version, the first to beat most-popular.
+    result, table = evaluate.run(spark, cfg, log_to_mlflow=False)
     assert result["metrics"] == out["evaluation"]["metrics"]
     assert table == out["table"]
+    with pytest.raises(LakeRecError, match=r"has no version 7 \(versions: 1"):
+        evaluate.run(spark, override(cfg, mlflow__model_version=7), log_to_mlflow=False)
 
 
 def test_resume_continues_epochs_and_optimizer_steps(spark, planted_cfg):

@@ -72,6 +72,8 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int,
     t0 = time.monotonic()
     banner(f"5/8 train the two-tower model ({cfg.train.epochs} epochs, features={cfg.train.features}) and evaluate")
     trained = train.run(spark, cfg)
+    if trained["champion"] is not None:
+        print(f"two-tower model version {trained['model_version']}, {trained['champion']}")
     timings["train"] = time.monotonic() - t0
 
     t0 = time.monotonic()

@@ -1,9 +1,10 @@
 """Evaluate a training run's model on test_interactions against ALS, most-popular and random.
 
-    python -m lakerec.jobs.evaluate [--conf PATH] [--lake DIR] [--database DB] [--run-id ID]
+    python -m lakerec.jobs.evaluate [--conf PATH] [--lake DIR] [--database DB] [--model-version N | --run-id ID]
         [--exclude-seen | --no-exclude-seen] [--no-als]
 
-Full-catalogue retrieval (exact, every vocabulary item), recall@K and NDCG@K and TFRS's
+The model is the `champion` of mlflow.registered_model unless --model-version or --run-id picks
+another. Full-catalogue retrieval (exact, every vocabulary item), recall@K and NDCG@K and TFRS's
 top-K categorical accuracy for K in `train.ks`, cold-start rows on their own line. With
 --exclude-seen (default: on for MovieLens tables) each user's training items are left out
 of their ranking. The table is printed and logged into the run (metrics, evaluation/, plots/).
@@ -17,8 +18,8 @@ from lakerec.spark import get_spark
 
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser("evaluate", "Evaluate a trained model against the ALS, most-popular and random baselines.",
-                   ("evaluate.exclude_seen", "evaluate.als"))
-    p.add_argument("--run-id", help="MLflow run id of a training run (default: the newest finished one)")
+                   ("mlflow.model_version", "evaluate.exclude_seen", "evaluate.als"))
+    p.add_argument("--run-id", help="MLflow run id of a training run (default: --model-version, else the champion)")
     p.add_argument("--no-log", action="store_true", help="print only; do not log into the run")
     args = p.parse_args(argv)
 

@@ -4,13 +4,15 @@
         [--rank-epochs E] [--rank-batch-size B] [--rank-embedding-dim D] [--rank-learning-rate LR]
         [--cross-layers N] [--position-bias | --no-position-bias] [--cross-dropout F] [--rank-validation-fraction F]
         [--rank-early-stopping-patience N] [--rank-workers N [--rank-gpu]] [--registered-ranker NAME]
-        [--run-name NAME] [--resume] [--no-evaluate]
+        [--model-version N] [--run-name NAME] [--resume] [--no-evaluate]
 
 Reads train_impressions through Petastorm, checkpoints every epoch under
 <lake>/checkpoints/rank/<run name>, logs the run to MLflow (params, per-epoch losses and
-validation metrics, table versions, the retrieval run it goes with), trains in the driver or,
-with --rank-workers N > 1, on N Spark barrier tasks (lakerec/retrieval/distributed.py), registers the model as
-mlflow.registered_ranker, evaluates it on test_impressions (the table of
+validation metrics, input tables with their Delta versions, the retrieval model it goes with:
+the two-tower's champion or --model-version), trains in the driver or, with --rank-workers N > 1,
+on N Spark barrier tasks (lakerec/retrieval/distributed.py), registers the model as
+mlflow.registered_ranker (the alias `champion` only if it beats item CTR and the champion on the
+validation slice), evaluates it on test_impressions (the table of
 lakerec.jobs.evaluate_ranker, unless --no-evaluate) and prints a summary. Any other rank setting: --set rank.KEY=VALUE.
 """
 
@@ -21,9 +23,9 @@ import argparse
 from lakerec import cli
 from lakerec.spark import get_spark
 
-OPTIONS = ("mlflow.registered_ranker", "rank.objective", "rank.epochs", "rank.batch_size", "rank.embedding_dim",
-           "rank.learning_rate", "rank.cross_layers", "rank.position_bias", "rank.cross_dropout", "rank.validation_fraction",
-           "rank.early_stopping_patience", "rank.workers", "rank.gpu", "train.petastorm_cache")
+OPTIONS = ("mlflow.registered_ranker", "mlflow.model_version", "rank.objective", "rank.epochs", "rank.batch_size",
+           "rank.embedding_dim", "rank.learning_rate", "rank.cross_layers", "rank.position_bias", "rank.cross_dropout",
+           "rank.validation_fraction", "rank.early_stopping_patience", "rank.workers", "rank.gpu", "train.petastorm_cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

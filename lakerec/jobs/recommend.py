@@ -1,12 +1,14 @@
 """Write the top-K items of every vocabulary user to the Delta table `recommendations`.
 
-    python -m lakerec.jobs.recommend [--conf PATH] [--lake DIR] [--database DB] [--k 100] [--run-id ID]
-        [--exclude-seen | --no-exclude-seen] [--ranker-uri URI | --no-rerank-recommendations]
+    python -m lakerec.jobs.recommend [--conf PATH] [--lake DIR] [--database DB] [--k 100]
+        [--model-version N | --run-id ID] [--exclude-seen | --no-exclude-seen]
+        [--ranker-version N | --ranker-uri URI | --no-rerank-recommendations]
         [--candidates N] [--rerank-by p_click|p_ctcvr]
 
-Uses the exported model of a training run (default: the newest finished one): the query
-tower on each user's latest context and an exact index over all items. Where a ranker is
-registered for the database (python -m lakerec.jobs.rank), the two-tower retrieves
+Uses the registered two-tower's `champion` (or --model-version, or a training run's model with
+--run-id): the query tower on each user's latest context and an exact index over all items.
+Where a ranker is champion for the database (python -m lakerec.jobs.rank; or --ranker-version),
+the two-tower retrieves
 --candidates items per user and the ranker re-orders them (lakerec.ranking.rerank).
 Columns: user_id, rank (1 = best), item_id, score, p_click, p_conversion, run_id, ranker.
 --exclude-seen (default: on for MovieLens tables) never recommends a user an item they had
@@ -21,12 +23,13 @@ from lakerec.spark import get_spark
 
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser("recommend", "Top-K items per user from a trained model, into the recommendations table.",
-                   ("evaluate.exclude_seen", "mlflow.registered_ranker", "rank.rerank_recommendations",
+                   ("mlflow.model_version", "evaluate.exclude_seen", "mlflow.registered_ranker", "mlflow.ranker_version",
+                    "rank.rerank_recommendations",
                     "rank.candidates", "rank.rerank_by"))
     p.add_argument("--k", type=cli.positive_int, default=100, help="items per user (default 100)")
-    p.add_argument("--run-id", help="MLflow run id of a training run (default: the newest finished one)")
-    p.add_argument("--ranker-uri", help="the ranker that re-orders the candidates (default: the newest registered "
-                                        "for the database, if any)")
+    p.add_argument("--run-id", help="MLflow run id of a training run (default: --model-version, else the champion)")
+    p.add_argument("--ranker-uri", help="the ranker's MLflow model URI (default: --ranker-version, else the "
+                                        "champion ranker of the database, if any)")
     args = p.parse_args(argv)
 
     def body():

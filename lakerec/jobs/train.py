@@ -7,8 +7,9 @@
 
 Reads train_interactions through Petastorm, checkpoints every epoch under
 <lake>/checkpoints/<run name>, logs the run to MLflow (params, per-epoch loss, the
-evaluation table, plots, table versions, git commit), exports and registers the model,
-and prints the model-versus-baselines table. `--workers N` trains on N Spark barrier tasks
+evaluation table, plots, input tables with their Delta versions, git commit), exports and
+registers the model (the alias `champion` only if it beats most-popular and the champion on the
+validation slice: lakerec.registry), and prints the model-versus-baselines table. `--workers N` trains on N Spark barrier tasks
 (MultiWorkerMirroredStrategy, one Petastorm shard each; `--gpu`: one GPU per task).
 """
 
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
                         evaluate_after=not args.no_evaluate)
         if out["table"]:
             print(out["table"])
-        print(f"run {out['run_name']} ({out['run_id']}): model version {out['model_version']}")
+        print(f"run {out['run_name']} ({out['run_id']}): model version {out['model_version']}"
+              + (f", {out['champion']}" if out["champion"] else ""))
 
     cli.run_main("train", body)
 

@@ -13,7 +13,7 @@ Every baseline returns a frame of KEYS plus the score columns it gives (metrics.
                          `field=id` tokens through CountVectorizer (binary, sparse), plus the
                          single-valued cross fields' weights. One model for click on every
                          train impression, one for conversion on the clicked ones.
-    two-tower            the retrieval model registered as mlflow.registered_model: its query
+    two-tower            the retrieval model of the registry (registered_two_tower): its query
                          embedding of the impression's user context . the item's candidate
                          embedding (an item outside the vocabulary gets the OOV row, zero: score
                          0). A raw score: ranking metrics only.
@@ -143,19 +143,18 @@ def logistic_regression(train, test, conf: RankConf):
 # --------------------------------------------------------------------------- two-tower
 
 def registered_two_tower(cfg: Config) -> tuple[str | None, str]:
-    """(the run id of the newest version registered as mlflow.registered_model, or None; a note)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    """(the run id of the registry's two-tower, or None; a note).
 
-    name = cfg.mlflow.registered_model
-    try:
-        versions = MlflowClient().search_model_versions(f"name = '{name}'")
-    except MlflowException as e:
-        return None, f"two-tower: no model registered as {name} ({e.error_code})"
-    if not versions:
-        return None, f"two-tower: no model registered as {name}: run `python -m lakerec.jobs.train` first"
-    newest = max(versions, key=lambda v: int(v.version))
-    return newest.run_id, f"two-tower: {name} version {newest.version} (run {newest.run_id})"
+    The version mlflow.model_version names (which must exist), else the champion of
+    mlflow.registered_model (lakerec.registry.resolve).
+    """
+    from lakerec import registry
+
+    found = registry.resolve(cfg, registry.TWO_TOWER, required=False)
+    if found is None:
+        return None, (f"two-tower: no {registry.CHAMPION} of {cfg.mlflow.registered_model or '(no registry name)'} "
+                      "for this database: run `python -m lakerec.jobs.train` first")
+    return found.run_id, f"two-tower: {found} (run {found.run_id})"
 
 
 def use_store(tracking_uri: str | None) -> None:

@@ -1,6 +1,6 @@
 """The ranker's evaluation: test_impressions scored by the ranker and its baselines, one table.
 
-    result = run(spark, cfg, model_uri=None, run_id=None)   # default: the newest registered ranker
+    result = run(spark, cfg, model_uri=None, run_id=None)   # default: the champion ranker
     print(result["table"])
 
 Scoring at scale (42M test rows): `mapInPandas` over test_impressions, so rows stream through
@@ -80,19 +80,12 @@ def default_loader() -> Loader:
 
 
 def default_model_uri(cfg: Config) -> str:
-    """The newest version registered as mlflow.registered_ranker."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    """The ranker's `models:/<name>/<version>`: mlflow.ranker_version, else the champion of mlflow.registered_ranker."""
+    from lakerec import registry
 
-    name = cfg.mlflow.registered_ranker
-    try:
-        versions = MlflowClient().search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        versions = []
-    if not versions:
-        raise LakeRecError(f"no ranker registered as {name} in {cfg.tracking_uri}: run `python -m lakerec.jobs.rank` "
-                           "first, or pass --model-uri")
-    return f"models:/{name}/{max(int(v.version) for v in versions)}"
+    found = registry.resolve(cfg, registry.RANKER)
+    log.info("ranker: %s", found)
+    return found.uri
 
 
 def model_run_id(model_uri: str) -> str | None:
@@ -213,7 +206,7 @@ def run(spark, cfg: Config, model_uri: str | None = None, run_id: str | None = N
     Args:
         spark: the session.
         cfg: configuration (database, rank.*, mlflow.*, raw for the oracle).
-        model_uri: the ranker (default: the newest version registered as mlflow.registered_ranker).
+        model_uri: the ranker (default: default_model_uri, the champion of mlflow.registered_ranker).
         run_id: the MLflow run to log into (default: the one that logged the model, else a new run).
         loader: model URI -> Ranker (default: lakerec.ranking.scoring.load_ranker).
         log_to_mlflow: log metrics, table and plots.

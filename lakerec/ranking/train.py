@@ -12,10 +12,13 @@ so `resume` continues the same MLflow run with the same settings. With `rank.wor
 the fit runs on N Spark barrier tasks through retrieval's launcher
 (lakerec/retrieval/distributed.py: even Petastorm shards, the global batch split over the
 workers, the chief checkpoints and validates, the driver logs its epochs); early stopping
-then does not apply (no worker may stop alone) and the model is the last epoch's. The run records the
-parameters, per-epoch losses and validation metrics, the Delta versions of the tables it
-read, and the retrieval run whose vocabularies it shares (the latest version of
-`mlflow.registered_model`); the model is registered as `mlflow.registered_ranker`.
+then does not apply (no worker may stop alone) and the model is the last epoch's. The run
+records the parameters, per-epoch losses and validation metrics, the tables it read (MLflow
+Delta dataset inputs, with their versions), item CTR's metrics on the same validation rows,
+and the retrieval model whose vocabularies it shares (the champion of
+`mlflow.registered_model`, or `mlflow.model_version`); the model is registered as
+`mlflow.registered_ranker` and takes the alias `champion` only if its validation metric beats
+item CTR's and the champion's (lakerec.registry.promote_if_better).
 
 The evaluation (plots, test metrics, baselines) belongs to lakerec.ranking.evaluate: pass
 it as `after_training`, which runs inside the open MLflow run with the logged model's URI.
@@ -24,7 +27,6 @@ it as `after_training`, which runs inside the open MLflow run with the logged mo
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import tempfile
@@ -32,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lakerec import run_state
+from lakerec import registry, run_state
 from lakerec.config import Config, RankConf, override
 from lakerec.errors import InputDataError, LakeRecError
 from lakerec.ranking.features import RankSpec, measure_spec
@@ -47,6 +49,7 @@ TRAINED_ON = tuple(t.name for t in (T.TRAIN_IMPRESSIONS, T.USER_VOCAB, T.ITEM_VO
 TAG_RETRIEVAL_RUN = "lakerec.retrieval_run_id"
 TAG_RETRIEVAL_MODEL = "lakerec.retrieval_model"  # name/version of the two-tower model it goes with
 _WHERE_FROM = ("workers", "gpu")  # where a run trains: this invocation's, also on resume
+ITEM_CTR = "item_ctr/"  # prefix of item CTR's validation metrics in the run (the gate's baseline)
 
 
 def checkpoint_root(cfg: Config) -> Path:
@@ -93,6 +96,7 @@ class RankInputs:
         n_fit, n_validation: their row counts.
         validation: up to rank.validation_rows validation rows in memory (None: no validation).
         steps: optimizer steps per epoch.
+        validation_frame: those validation rows as a DataFrame (None: no validation).
     """
 
     tables: dict
@@ -103,6 +107,7 @@ class RankInputs:
     n_validation: int
     validation: dict | None
     steps: int
+    validation_frame: object = None
 
 
 def read_inputs(spark, cfg: Config) -> RankInputs:
@@ -127,7 +132,7 @@ def read_inputs(spark, cfg: Config) -> RankInputs:
     n_fit = counts["rows"] - n_validation
     if n_fit == 0:
         raise InputDataError("rank.validation_fraction left no training rows; lower it")
-    validation = None
+    validation = picked = None
     if n_validation:
         picked = held_out.orderBy("sample_id").limit(rc.validation_rows)
         with data.converted(spark, picked, cfg, list(spec.training_columns), spec.lengths) as feed:
@@ -136,7 +141,7 @@ def read_inputs(spark, cfg: Config) -> RankInputs:
                  f"{n_validation:,}", f"{counts['rows']:,}", rc.validation_fraction,
                  f"{len(next(iter(validation.values()))):,}")
     return RankInputs(tables, spec, counts, fit_rows, n_fit, n_validation, validation,
-                      steps=max(1, math.ceil(n_fit / rc.batch_size)))
+                      steps=max(1, math.ceil(n_fit / rc.batch_size)), validation_frame=picked)
 
 
 def _run_params(cfg: Config, inputs: RankInputs) -> dict:
@@ -148,37 +153,44 @@ def _run_params(cfg: Config, inputs: RankInputs) -> dict:
     return params
 
 
-def latest_retrieval_model(cfg: Config) -> tuple[str, str] | None:
-    """(name/version, run id) of the newest version of `mlflow.registered_model`, or None where there is none."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    name = cfg.mlflow.registered_model
-    try:
-        versions = MlflowClient().search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return None
-    if not versions:
-        return None
-    newest = max(versions, key=lambda v: int(v.version))
-    return f"{name}/{newest.version}", newest.run_id
-
-
 def _retrieval_tags(cfg: Config, versions: dict[str, int]) -> dict[str, str]:
-    """The link to the retrieval run whose vocabularies the ranker shares (warns when they moved since)."""
-    import mlflow
+    """The link to the retrieval model whose vocabularies the ranker shares (warns when they moved since).
 
-    found = latest_retrieval_model(cfg)
+    The champion of mlflow.registered_model, or the version mlflow.model_version names.
+    """
+    found = registry.resolve(cfg, registry.TWO_TOWER, required=False)
     if found is None:
-        log.info("no %s model registered yet: the ranker is linked to no retrieval run", cfg.mlflow.registered_model)
+        log.info("no %s champion yet: the ranker is linked to no retrieval run", cfg.mlflow.registered_model)
         return {}
-    model, run_id = found
-    recorded = json.loads(mlflow.get_run(run_id).data.tags.get(tracking.TAG_TABLE_VERSIONS, "{}"))
+    recorded = tracking.logged_table_versions(found.run_id)
     moved = sorted(t for t in versions if t in recorded and recorded[t] != versions[t])
     if moved:
         log.warning("the retrieval model %s was trained on other versions of %s: its vocabularies may not match "
-                    "the ranker's (retrain it, or rerun the filter and both models)", model, ", ".join(moved))
-    return {TAG_RETRIEVAL_RUN: run_id, TAG_RETRIEVAL_MODEL: model}
+                    "the ranker's (retrain it, or rerun the filter and both models)", found, ", ".join(moved))
+    return {TAG_RETRIEVAL_RUN: found.run_id, TAG_RETRIEVAL_MODEL: f"{found.name}/{found.version}"}
+
+
+def log_item_ctr_validation(inputs: RankInputs, rc: RankConf) -> None:
+    """Log item CTR's validation metrics (ITEM_CTR + `validation/...`) on the ranker's validation rows.
+
+    The baseline of lakerec.ranking.baselines.item_ctr, fitted on the fit rows (the slice is held
+    out of it), scored by the same validation_metrics as the ranker's epochs: the champion
+    gate's baseline. Nothing without a validation slice.
+    """
+    import mlflow
+
+    from lakerec.ranking.baselines import item_ctr
+    from lakerec.ranking.callbacks import PREFIX, validation_metrics
+    from lakerec.ranking.features import LABELS
+    from lakerec.ranking.model import P_CLICK, P_CONVERSION, P_CTCVR
+
+    if inputs.validation_frame is None:
+        return
+    scored, _ = item_ctr(inputs.fit_rows, inputs.validation_frame, rc.ctr_prior_strength)
+    rows = scored.toPandas()
+    values = validation_metrics({c: rows[c].to_numpy(float) for c in (P_CLICK, P_CONVERSION, P_CTCVR)},
+                                rows[LABELS[0]].to_numpy(), rows[LABELS[1]].to_numpy())
+    mlflow.log_metrics({f"{ITEM_CTR}{PREFIX}{k}": v for k, v in values.items()})
 
 
 # --------------------------------------------------------------------------- fit and export
@@ -299,7 +311,7 @@ def run(
     Returns:
         {"run_id", "run_name", "model_uri", "model_version", "model" (in memory), "spec", "fit": FitResult, "counts",
          "rows": {"train", "fit", "validation"}, "validation": the best epoch's metrics,
-         "retrieval_model", "evaluation"}.
+         "retrieval_model", "champion" (registry.Decision, None when not registered), "evaluation"}.
 
     Raises:
         ConfigError: rank.workers or rank.gpu the cluster cannot run (distributed.check_cluster).
@@ -333,11 +345,16 @@ def run(
         state = {"run_id": run_id, "database": cfg.database, "finished": False,
                  "rank": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(rc).items()}}
         run_state.write_state(ckpt_dir, state)
-        tags = tracking.provenance_tags(spark, cfg, TRAINED_ON)
-        tags.update(_retrieval_tags(cfg, json.loads(tags[tracking.TAG_TABLE_VERSIONS])))
+        versions = tracking.log_table_inputs(spark, cfg, TRAINED_ON)
+        train_table = cfg.table(T.TRAIN_IMPRESSIONS.name)
+        tags = {**tracking.provenance_tags(cfg), **_retrieval_tags(cfg, versions),
+                registry.TAG_SLICE: registry.validation_slice(train_table, versions[train_table],
+                                                              fraction=rc.validation_fraction, seed=rc.seed,
+                                                              rows=rc.validation_rows)}
         mlflow.set_tags({**tags, tracking.TAG_STAGE: STAGE, tracking.TAG_RUN_NAME: run_name})
         if not resume:
             mlflow.log_params(_run_params(cfg, inputs))
+        log_item_ctr_validation(inputs, rc)
         log.info("training ranker %s (%s) on %s: %s rows (%s clicks, %s conversions), %d epochs x %d steps of %d",
                  run_name, rc.objective, cfg.database, f"{inputs.counts['rows']:,}", f"{inputs.counts['clicks']:,}",
                  f"{inputs.counts['conversions']:,}", rc.epochs, inputs.steps, rc.batch_size)
@@ -348,6 +365,13 @@ def run(
             mlflow.log_metrics({"best_epoch": fit_result.best_epoch,
                                 **{f"best_{k}": v for k, v in validation.items()}})
         model_uri, version = export_model(cfg, model, inputs.spec)
+        decision = None
+        if version is not None:
+            from lakerec.ranking.callbacks import PREFIX
+
+            key = PREFIX + validation_metric(rc)
+            decision = registry.promote_if_better(cfg.mlflow.registered_ranker, version, run_id, metric=key,
+                                                  baseline="item CTR", baseline_metric=ITEM_CTR + key)
         if after_training is None and evaluate_after:
             from lakerec.ranking import evaluate
 
@@ -359,7 +383,8 @@ def run(
     return {"run_id": run_id, "run_name": run_name, "model_uri": model_uri, "model_version": version,
             "model": model, "spec": inputs.spec, "fit": fit_result, "counts": inputs.counts, "objective": rc.objective,
             "rows": {"train": inputs.counts["rows"], "fit": inputs.n_fit, "validation": inputs.n_validation},
-            "validation": validation, "retrieval_model": tags.get(TAG_RETRIEVAL_MODEL), "evaluation": evaluation}
+            "validation": validation, "retrieval_model": tags.get(TAG_RETRIEVAL_MODEL), "champion": decision,
+            "evaluation": evaluation}
 
 
 def summary_text(out: dict) -> str:
@@ -379,6 +404,8 @@ def summary_text(out: dict) -> str:
         lines.append(f"  validation ({which}): {best}")
     lines.append(f"  model {out['model_uri']}, registered version {out['model_version']}"
                  + (f"; retrieval model {out['retrieval_model']}" if out["retrieval_model"] else ""))
+    if out.get("champion") is not None:
+        lines.append(f"  {out['champion']}")
     evaluation = out.get("evaluation")
     if isinstance(evaluation, dict) and evaluation.get("table"):
         lines += ["", evaluation["table"]]

@@ -67,13 +67,17 @@ class Validation(tf.keras.callbacks.Callback):
         cands = candidate_matrix(model.candidate_tower, self.items, self.num_items)
         queries = model.query_tower({c: tf.constant(self.rows[c]) for c in self.query_columns})
         ranks = ModelRanker(cands).ranks(queries, self.rows["item_index"])
-        values = M.all_metrics(self.rows["query_key"], self.rows["item_id"], ranks, self.ks)
-        return {self.PREFIX + k.replace("@", "_at_"): v for k, v in values.items()}
+        return logged_names(M.all_metrics(self.rows["query_key"], self.rows["item_id"], ranks, self.ks))
 
     def on_epoch_end(self, epoch, logs=None):
         if self.rows is None or logs is None:
             return
         logs.update(self.scores(self.model))
+
+
+def logged_names(values: dict[str, float], prefix: str = Validation.PREFIX) -> dict[str, float]:
+    """Metrics as logged: `recall@100` -> `validation/recall_at_100` (MLflow names take no `@`)."""
+    return {prefix + k.replace("@", "_at_"): v for k, v in values.items()}
 
 
 class BestEpoch(tf.keras.callbacks.Callback):

@@ -1,8 +1,10 @@
 """The evaluate stage: a training run's exported model on test_interactions, against the baselines.
 
-    result, table = run(spark, cfg, run_id)   # run_id default: the newest finished training run
+    result, table = run(spark, cfg)           # the champion of mlflow.registered_model
+    result, table = run(spark, cfg, run_id)   # a training run's model
 
-The model is the one the run logged to MLflow (what serving loads), ranked over the whole
+The model is the registered champion (or the version mlflow.model_version names, or a run's
+logged model: lakerec.retrieval.export.load_for), what serving loads, ranked over the whole
 catalogue by lakerec.retrieval.catalogue_ranks beside most-popular, random and Spark ALS
 (lakerec.retrieval.als, fitted here on train_interactions; `evaluate.als: false` skips it);
 metrics, the table and the plots go back into the run.
@@ -91,7 +93,8 @@ def run(spark, cfg: Config, run_id: str | None = None, *, catalogue=None, tables
     Args:
         spark: the session.
         cfg: configuration (database, `train.ks`, `train.seed`, `evaluate.*`, MLflow store).
-        run_id: the training run; default the newest finished one for cfg.database.
+        run_id: the training run; default the registry's (export.load_for: mlflow.model_version, else
+            the champion of mlflow.registered_model).
         catalogue: item ids and training counts (computed from the tables if None).
         tables: the input DataFrames, if already read.
         log_to_mlflow: log the metrics, the table and the plots into the run.
@@ -105,8 +108,7 @@ def run(spark, cfg: Config, run_id: str | None = None, *, catalogue=None, tables
     from lakerec.retrieval import catalogue_ranks, export
 
     tracking.configure(cfg)
-    run_id = run_id or tracking.latest_training_run(cfg)
-    module, spec = export.load_from_run(run_id)
+    module, spec, run_id = export.load_for(cfg, run_id)
     tables = tables or data.read_inputs(spark, cfg, (T.TRAIN_INTERACTIONS.name, T.TEST_INTERACTIONS.name))
     item_ids = module.item_ids.numpy()
     if catalogue is None:

@@ -170,9 +170,34 @@ def log_saved_model(name: str, code: Path, saved_model_dir: str | Path, signatur
 
 def load_from_run(run_id: str):
     """(module, FeatureSpec) of the pyfunc model logged by a training run."""
+    return load(f"runs:/{run_id}/{MODEL_NAME}")
+
+
+def load_for(cfg, run_id: str | None = None):
+    """(module, FeatureSpec, run id) of the two-tower a stage uses.
+
+    Args:
+        cfg: configuration (the registry names and versions; lakerec.registry.resolve).
+        run_id: a training run whose logged model to use; None: the registered version
+            mlflow.model_version names, else the champion of mlflow.registered_model.
+
+    Raises:
+        LakeRecError: no such version, or no champion yet (saying what to run).
+    """
+    from lakerec import registry
+
+    if run_id:
+        return (*load_from_run(run_id), run_id)
+    found = registry.resolve(cfg, registry.TWO_TOWER)
+    log.info("two-tower: %s, run %s", found, found.run_id)
+    return (*load(found.uri), found.run_id)
+
+
+def load(model_uri: str):
+    """(module, FeatureSpec) of a two-tower pyfunc: `runs:/<id>/model` or `models:/<name>/<version>`."""
     import mlflow
 
-    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/{MODEL_NAME}")
+    model = mlflow.pyfunc.load_model(model_uri)
     impl = model.unwrap_python_model()
     # The pyfunc is logged as code, so a run keeps the copy it was logged with: one logged
     # before the package became lakerec.retrieval imports lakerec.train.features, fails,

@@ -1,14 +1,15 @@
 """The recommend stage: top-K items for every vocabulary user, into the Delta table `recommendations`.
 
-    summary = run(spark, cfg, k=100, run_id=None)   # run_id default: the newest finished training run
+    summary = run(spark, cfg, k=100)   # the champion two-tower (and ranker) of the registry
 
-The exported model of the run (the query tower on each user's latest context and the
+The exported two-tower (the champion of mlflow.registered_model, or mlflow.model_version, or a
+run's: lakerec.retrieval.export.load_for; the query tower on each user's latest context and the
 exact index over all items, as served) scores the users batch by batch. Columns:
 user_id, rank (1 = best), item_id, score, p_click, p_conversion, run_id, ranker.
 
-Two stages where a ranker is registered (mlflow.registered_ranker; `rank.rerank_recommendations`,
-on by default): the two-tower retrieves max(k, rank.candidates) items per user, the newest
-ranker re-orders them by rank.rerank_by and the top k are kept with the ranker's p_click and
+Two stages where a ranker is champion (of mlflow.registered_ranker, or mlflow.ranker_version;
+`rank.rerank_recommendations`, on by default): the two-tower retrieves max(k, rank.candidates)
+items per user, the ranker re-orders them by rank.rerank_by and the top k are kept with the ranker's p_click and
 p_conversion (lakerec.ranking.rerank). Without one, the two-tower's order, and the two
 probability columns are null. With `evaluate.exclude_seen` (auto: on
 for MovieLens tables; lakerec.retrieval.evaluate.exclude_seen) a user's training items are
@@ -42,9 +43,8 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri:
         spark: the session.
         cfg: configuration (database, `train.eval_batch_size`, `train.reader_workers`, MLflow store).
         k: items per user.
-        run_id: the training run; default the newest finished one for cfg.database.
-        ranker_uri: the ranker that re-orders the candidates; default the newest registered
-            one when rank.rerank_recommendations is on (none registered: the two-tower's order).
+        run_id: the training run; default the registry's (export.load_for).
+        ranker_uri: the ranker that re-orders the candidates; default `default_ranker`.
 
     Returns:
         {"run_id", "ranker", "users", "rows", "table", "version", "exclude_seen", "seconds"}.
@@ -62,12 +62,11 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri:
         raise ConfigError(f"--k must be at least 1 (got {k})")
     start = time.monotonic()
     tracking.configure(cfg)
-    run_id = run_id or tracking.latest_training_run(cfg)
-    module, spec = export.load_from_run(run_id)
+    module, spec, run_id = export.load_for(cfg, run_id)
     tables = data.read_inputs(spark, cfg, (T.USER_VOCAB.name, T.TRAIN_INTERACTIONS.name, T.TEST_INTERACTIONS.name))
     excluding = evaluate.exclude_seen(spark, cfg, evaluate.run_protocol(run_id))
     seen = evaluate.seen_items(tables[T.TRAIN_INTERACTIONS.name], key="user_id") if excluding else None
-    ranker_uri = ranker_uri or (default_ranker(cfg) if cfg.rank.rerank_recommendations else None)
+    ranker_uri = ranker_uri or default_ranker(cfg)
     depth = max(k, cfg.rank.candidates) if ranker_uri else k
     frame = top_k_frame(spark, cfg, module, spec, data.users_frame(tables, spec), depth, seen=seen)
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -96,23 +95,19 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri:
 
 
 def default_ranker(cfg: Config) -> str | None:
-    """The newest ranker registered as mlflow.registered_ranker for cfg.database, or None.
+    """The ranker that re-ranks the recommendations: `models:/<name>/<version>`, or None for none.
 
-    A ranker trained on another database of the same MLflow store (say, Ali-CCP beside
-    MovieLens, which has no impressions) is not used.
+    None when rank.rerank_recommendations is off; else the version mlflow.ranker_version names
+    (which must exist), else the champion of mlflow.registered_ranker if there is one for
+    cfg.database (a ranker of another database of the same store, say Ali-CCP beside
+    MovieLens, which has no impressions, is not used).
     """
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    from lakerec import registry
 
-    client = MlflowClient()
-    try:
-        versions = client.search_model_versions(f"name = '{cfg.mlflow.registered_ranker}'")
-    except MlflowException:  # no such model: no ranker
+    if not cfg.rank.rerank_recommendations:
         return None
-    for v in sorted(versions, key=lambda v: -int(v.version)):
-        if v.run_id and client.get_run(v.run_id).data.tags.get(tracking.TAG_DATABASE) == cfg.database:
-            return f"models:/{v.name}/{v.version}"
-    return None
+    found = registry.resolve(cfg, registry.RANKER, required=False)
+    return found.uri if found else None
 
 
 def top_k_unseen(module, batch, k: int, seen) -> tuple[np.ndarray, np.ndarray]:

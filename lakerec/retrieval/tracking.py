@@ -20,11 +20,11 @@ from lakerec.schema import tables as T
 log = logging.getLogger("lakerec.train.tracking")
 
 TAG_STAGE = "lakerec.stage"
-TAG_TABLE_VERSIONS = "lakerec.table_versions"
 TAG_DATABASE = "lakerec.database"
 TAG_RUN_NAME = "lakerec.run_name"
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_GIT_DIRTY = "lakerec.git_dirty"
+SESSION_CATALOG = "spark_catalog"  # Spark's name for the session (Hive metastore) catalog
 TRAINED_ON = tuple(t.name for t in (T.TRAIN_INTERACTIONS, T.TEST_INTERACTIONS, T.USER_VOCAB, T.ITEM_VOCAB,
                                     T.FEATURE_VOCAB))
 
@@ -79,37 +79,57 @@ def table_versions(spark, cfg: Config, names=TRAINED_ON) -> dict[str, int]:
     return dict(zip(full, versions))
 
 
-def provenance_tags(spark, cfg: Config, names=TRAINED_ON) -> dict[str, str]:
-    """Tags every training run carries: git commit, Delta table versions (of `names`), database."""
+def provenance_tags(cfg: Config) -> dict[str, str]:
+    """Tags every training run carries: git commit (and whether the tree was dirty), database."""
     commit, dirty = git_commit()
-    return {
-        TAG_GIT_COMMIT: commit,
-        TAG_GIT_DIRTY: str(dirty).lower(),
-        TAG_TABLE_VERSIONS: json.dumps(table_versions(spark, cfg, names), sort_keys=True),
-        TAG_DATABASE: cfg.database,
-    }
+    return {TAG_GIT_COMMIT: commit, TAG_GIT_DIRTY: str(dirty).lower(), TAG_DATABASE: cfg.database}
 
 
-def latest_training_run(cfg: Config) -> str:
-    """The newest finished training run of the experiment that logged a model."""
+def log_table_inputs(spark, cfg: Config, names=TRAINED_ON) -> dict[str, int]:
+    """Record each named table, at its current Delta version, as a dataset input of the active run.
+
+    One `mlflow.log_input` of `mlflow.data.load_delta(table_name, version)` per table (context
+    "test" for the test split, "training" otherwise): the run's Inputs in the MLflow UI, read
+    back with `logged_table_versions`.
+
+    Returns:
+        {full table name: Delta version}.
+    """
     import mlflow
+    import mlflow.data
 
-    from lakerec.errors import LakeRecError
+    versions = table_versions(spark, cfg, names)
+    for table, version in versions.items():
+        context = "test" if table.rsplit(".", 1)[-1].startswith("test_") else "training"
+        mlflow.log_input(mlflow.data.load_delta(table_name=_catalogued(table), version=version), context=context)
+    return versions
 
-    runs = mlflow.search_runs(
-        experiment_names=[cfg.mlflow.experiment],
-        filter_string=f"tags.`{TAG_STAGE}` = 'train' and attributes.status = 'FINISHED' "
-                      f"and tags.`{TAG_DATABASE}` = '{cfg.database}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
-    if not runs:
-        raise LakeRecError(
-            f"no finished training run for database {cfg.database} in MLflow experiment "
-            f"{cfg.mlflow.experiment!r} ({cfg.tracking_uri}): run `python -m lakerec.jobs.train` first, or pass --run-id"
-        )
-    return runs[0].info.run_id
+
+def _catalogued(table: str) -> str:
+    """A table name as MLflow's Delta dataset source should see it.
+
+    A two-level name (database.table: a local or Synapse Hive metastore) is the session
+    catalog's; MLflow takes any first part other than a known metastore's name for a Unity
+    Catalog catalog and looks the table up in a Databricks workspace (seconds of failed
+    authentication per table off Databricks), so the catalog is named. Three levels (Unity
+    Catalog) stay as they are.
+    """
+    return table if table.count(".") >= 2 else f"{SESSION_CATALOG}.{table}"
+
+
+def logged_table_versions(run_id: str) -> dict[str, int]:
+    """{full table name: Delta version} of the Delta dataset inputs a run logged (log_table_inputs)."""
+    from mlflow.tracking import MlflowClient
+
+    out = {}
+    for item in MlflowClient().get_run(run_id).inputs.dataset_inputs:
+        if item.dataset.source_type != "delta_table":
+            continue
+        source = json.loads(item.dataset.source)
+        name = source["delta_table_name"].removeprefix(f"{SESSION_CATALOG}.")  # as cfg.table names it
+        # MLflow's DeltaDatasetSource leaves the version out when it is 0 (it tests it for truth).
+        out[name] = int(source.get("delta_table_version", 0))
+    return out
 
 
 @contextlib.contextmanager

@@ -8,6 +8,11 @@ Every epoch writes a checkpoint under <checkpoint root>/<run name>, next to a st
 so `resume` continues the same run with the same settings. With `train.workers` = N > 1
 the fit runs on N Spark barrier tasks (lakerec/retrieval/distributed.py); reading the
 inputs, the export and the evaluation run on the driver either way.
+
+The run records its input tables as MLflow dataset inputs (Delta, with their versions) and
+most-popular's metrics on the validation slice; a registered version takes the registry alias
+`champion` only if its validation metric beats most-popular's and the champion's
+(lakerec.registry.promote_if_better; the run's tags say why or why not).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lakerec import run_state
+from lakerec import registry, run_state
 from lakerec.config import Config, TrainConf, override
 from lakerec.errors import InputDataError, LakeRecError
 from lakerec.retrieval import data, evaluate, tracking
@@ -31,6 +36,8 @@ from lakerec.retrieval.protocols import warn_if_split_differs
 from lakerec.schema import tables as T
 
 log = logging.getLogger("lakerec.train")
+
+MOST_POPULAR = "most_popular/"  # prefix of most-popular's validation metrics in the run (the gate's baseline)
 
 # The checkpoint folders and resume state are shared with the ranker (lakerec/run_state.py).
 checkpoint_root = run_state.checkpoint_root
@@ -259,6 +266,27 @@ def _log_fit(run_id: str, run_name: str, tc: TrainConf, fit_result) -> dict[str,
     return history
 
 
+def log_most_popular_validation(inputs: TrainingInputs, tc: TrainConf) -> None:
+    """Log most-popular's validation metrics (MOST_POPULAR + `validation/...`) on the model's validation rows.
+
+    The same rows and metrics as the Validation callback, ranked by popularity among the fit
+    rows (the validation slice is held out of it): the champion gate's baseline. Nothing
+    without a validation slice.
+    """
+    import mlflow
+
+    from lakerec.retrieval import metrics as M
+    from lakerec.retrieval.callbacks import logged_names
+    from lakerec.retrieval.catalogue_ranks import popularity_ranks
+
+    rows = inputs.validation
+    if rows is None:
+        return
+    ranks = popularity_ranks(inputs.fit_counts)[rows["item_index"]]
+    values = M.all_metrics(rows["query_key"], rows["item_id"], ranks, tc.ks)
+    mlflow.log_metrics({MOST_POPULAR + k: v for k, v in logged_names(values).items()})
+
+
 def export_model(cfg: Config, model, inputs: TrainingInputs) -> tuple[np.ndarray, str | None]:
     """Export the query tower + every vocabulary item's embedding, as served; log and register it.
 
@@ -311,11 +339,13 @@ def run(
         callbacks: extra Keras callbacks (run after each epoch's checkpoint is written); with
             `train.workers` > 1 they run in every worker (pickled into the Spark tasks).
         evaluate_after: evaluate on test_interactions at the end (needs export_after).
-        export_after: export and register the model (a sweep's trials do not).
+        export_after: export and register the model (a sweep's trials do not); a registered version
+            becomes the champion only through registry.promote_if_better.
         nested: open the MLflow run as a child of the active run (a sweep's trials).
 
     Returns:
-        {"run_id", "run_name", "fit": FitResult, "model_version", "evaluation", "table"}.
+        {"run_id", "run_name", "fit": FitResult, "model_version", "champion" (registry.Decision, None when
+        not registered), "evaluation", "table"}.
     """
     import mlflow
     import tensorflow as tf
@@ -351,19 +381,27 @@ def run(
                  "train": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(tc).items()}}
         _write_state(ckpt_dir, state)
         stage = "train" if export_after else "sweep-trial"  # a trial logs no model: evaluate must not pick it
-        mlflow.set_tags({**tracking.provenance_tags(spark, cfg), tracking.TAG_STAGE: stage,
-                         tracking.TAG_RUN_NAME: run_name})
+        mlflow.set_tags({**tracking.provenance_tags(cfg), tracking.TAG_STAGE: stage, tracking.TAG_RUN_NAME: run_name})
+        versions = tracking.log_table_inputs(spark, cfg)
+        train_table = cfg.table(T.TRAIN_INTERACTIONS.name)
+        mlflow.set_tag(registry.TAG_SLICE, registry.validation_slice(
+            train_table, versions[train_table], fraction=tc.validation_fraction, seed=tc.seed, rows=tc.validation_rows))
         if not resume:
             mlflow.log_params(_run_params(cfg, inputs, protocol))
+        log_most_popular_validation(inputs, tc)
         log.info("training %s on %s: %s rows, %d users, %d items, features=%s, %d epochs x %d steps of %d",
                  run_name, cfg.database, f"{inputs.n_train:,}", inputs.spec.num_users - 1,
                  inputs.spec.num_items - 1, tc.features, tc.epochs, inputs.steps, tc.batch_size)
 
         model, fit_result = fit(spark, cfg, inputs, ckpt_dir, resume=resume, callbacks=callbacks)
         history = _log_fit(run_id, run_name, tc, fit_result)
-        version = None
+        version = decision = None
         if export_after:
             item_ids, version = export_model(cfg, model, inputs)
+        if version is not None:
+            decision = registry.promote_if_better(cfg.mlflow.registered_model, version, run_id,
+                                                  metric=tc.validation_key, baseline="most-popular",
+                                                  baseline_metric=MOST_POPULAR + tc.validation_key)
         with tempfile.TemporaryDirectory(prefix="lakerec-plots-") as tmp:
             mlflow.log_artifact(str(plots.training_curves(history, Path(tmp) / "training_curves.png")), "plots")
         result = text = None
@@ -373,4 +411,4 @@ def run(
         state["finished"] = True
         _write_state(ckpt_dir, state)
     return {"run_id": run_id, "run_name": run_name, "fit": fit_result, "model_version": version,
-            "evaluation": result, "table": text}
+            "champion": decision, "evaluation": result, "table": text}
