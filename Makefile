@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LAKE ?= lake
+# Test modules run on this many processes (pytest-xdist, one module per process at a time):
+# each holds its own Spark JVM and TensorFlow, about 4 GiB at peak.
+TEST_WORKERS ?= 2
 export PYSPARK_PYTHON := $(abspath $(PY))
 
 .PHONY: setup demo test bench clean
@@ -25,7 +28,7 @@ demo: setup
 	$(PY) -m lakerec.jobs.demo --lake $(LAKE)
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The benchmarks import the test fixtures (tests/) beside the package.
 bench: export PYTHONPATH := $(CURDIR)

@@ -20,6 +20,13 @@ REPO = Path(__file__).resolve().parent.parent
 _db_counter = itertools.count()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules marked `heavy` first: `make test` runs the modules on 2 xdist workers
+    (`--dist loadfile`, in collection order), so the longest start first and the two
+    workers finish together instead of one ending alone on a long module."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: file order kept otherwise
+
+
 @pytest.fixture(scope="session")
 def lake(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("lake")

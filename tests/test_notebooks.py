@@ -26,6 +26,8 @@ import yaml
 from lakerec import notebook_runner as notebook
 from lakerec.schema.fields import FEATURE_SEP, FIELD_SEP, VALUE_SEP
 
+pytestmark = pytest.mark.heavy  # run first under xdist (conftest.py): the longest modules
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 DATABASE = "nb"

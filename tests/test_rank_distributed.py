@@ -15,6 +15,8 @@ from lakerec.config import override
 from lakerec.schema import tables as T
 from tests.impression_fixtures import FAST_RANK, auc, write_planted_impressions
 
+pytestmark = pytest.mark.heavy  # run first under xdist (conftest.py): the longest modules
+
 EPOCHS = 2
 # Same data and seed, 1 worker against 2: test CTR AUC within this distance. Not identical:
 # each worker shuffles its own shard (other rows per batch) and the all-reduce sums the

@@ -24,6 +24,8 @@ from lakerec.schema import fields as F
 from lakerec.schema import tables as T
 from lakerec.tables import write_table
 
+pytestmark = pytest.mark.heavy  # run first under xdist (conftest.py): the longest modules
+
 TOPICS, USERS, ITEMS, COLD_ITEMS, PER_USER = 3, 24, 18, 2, 24
 BASE, SAME_TOPIC = -1.5, 2.5
 QUALITY = np.concatenate([[0.0], np.linspace(-1.5, 1.5, ITEMS)[np.random.default_rng(3).permutation(ITEMS)]])

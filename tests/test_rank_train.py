@@ -18,6 +18,8 @@ from lakerec.schema import tables as T
 from tests.conftest import REPO
 from tests.impression_fixtures import FAST_RANK, auc, write_planted_impressions
 
+pytestmark = pytest.mark.heavy  # run first under xdist (conftest.py): the longest modules
+
 TEST = T.TEST_IMPRESSIONS.name
 
 

@@ -15,6 +15,8 @@ from lakerec.config import override
 from lakerec.errors import ConfigError
 from tests.train_fixtures import planted_database
 
+pytestmark = pytest.mark.heavy  # run first under xdist (conftest.py): the longest modules
+
 # Same data and seed, 1 worker against 2: recall@10 within this distance. Not bit-identical:
 # each of the 2 replicas scores its 128 rows against its own 128 in-batch candidates (one
 # worker: 256 against 256), each worker shuffles its own shard (so batches hold other rows),

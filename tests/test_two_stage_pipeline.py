@@ -8,6 +8,8 @@ import pytest
 from lakerec.config import override
 from lakerec.schema import tables as T
 
+pytestmark = pytest.mark.heavy  # run first under xdist (conftest.py): the longest modules
+
 K = 5
 
 
