@@ -226,6 +226,22 @@ class MlflowConf(_Validated):
     experiment: str = "lakerec"
     registered_model: str = "lakerec-two-tower"
     registered_ranker: str = "lakerec-ranker"  # the ranking model's registry name
+    # The recommender the service answers with (lakerec.serving): both stages and the user snapshot.
+    registered_recommender: str = "lakerec-recommender"
+
+
+@dataclass(frozen=True)
+class ServeConf(_Validated):
+    """The recommender model (lakerec.serving) and its local server (`python -m lakerec.jobs.serve`)."""
+
+    # exact: q . c over every item (what `recommend` computes); hnsw: a FAISS HNSW graph
+    # built when the model loads (lakerec.serving.index), faster on big catalogues.
+    index: Literal["exact", "hnsw"] = "exact"
+    hnsw_m: int = field(default=32, metadata=POSITIVE)  # graph degree
+    hnsw_ef_search: int = field(default=256, metadata=POSITIVE)  # search beam; at least the depth searched
+    host: str = "127.0.0.1"  # loopback: nothing outside this machine reaches the server unless asked
+    port: int = field(default=5000, metadata=POSITIVE)
+    workers: int = field(default=1, metadata=POSITIVE)  # server processes, each with its own model copy
 
 
 @dataclass(frozen=True)
@@ -241,6 +257,7 @@ class Config(_Validated):
     sweep: SweepConf = field(default_factory=SweepConf)
     rank: RankConf = field(default_factory=RankConf)
     mlflow: MlflowConf = field(default_factory=MlflowConf)
+    serve: ServeConf = field(default_factory=ServeConf)
 
     @property
     def lake_path(self) -> Path:
@@ -260,7 +277,8 @@ class Config(_Validated):
 
 # The key prefix of each section, for messages ("train.epochs").
 _SECTIONS = {SparkConf: "spark", FilterConf: "filter", TrainConf: "train", EvaluateConf: "evaluate",
-             SweepConf: "sweep", RankConf: "rank", MlflowConf: "mlflow", Config: ""}
+             SweepConf: "sweep", RankConf: "rank", MlflowConf: "mlflow", ServeConf: "serve",
+             Config: ""}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -146,17 +146,33 @@ def log_pyfunc(saved_model_dir: str | Path, spec: FeatureSpec, k: int, registere
 
 
 def log_saved_model(name: str, code: Path, saved_model_dir: str | Path, signature, registered_model: str | None):
-    """Log a SavedModel with its pyfunc wrapper (logged as code) into the active run; register it if named.
+    """Log a SavedModel with its pyfunc wrapper (logged as code) into the active run; register it if named."""
+    return log_code_model(name, code, {"saved_model": str(saved_model_dir)}, signature, registered_model)
 
-    The one place both models (this two-tower and lakerec.ranking's ranker) are logged from,
-    with the pins the serving environment needs.
+
+def log_code_model(name: str, code: Path, artifacts: dict[str, str], signature, registered_model: str | None,
+                   **options):
+    """Log a pyfunc wrapper (logged as code: nothing is pickled) and its artifacts; register it if named.
+
+    The one place every model (this two-tower, lakerec.ranking's ranker, lakerec.serving's
+    recommender) is logged from, with the pins the serving environment needs.
+
+    Args:
+        name: the model's name inside the run.
+        code: the wrapper's source file (it ends with mlflow.models.set_model).
+        artifacts: artifact name -> local path, as the wrapper's context.artifacts sees them.
+        signature: the ModelSignature.
+        registered_model: the registry name; "" or None logs without registering.
+        **options: more of mlflow.pyfunc.log_model's arguments (input_example, code_paths,
+            extra_pip_requirements: added to the pins).
     """
     import mlflow
 
+    extra = options.pop("extra_pip_requirements", [])
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(code),
-        artifacts={"saved_model": str(saved_model_dir)},
+        artifacts=artifacts,
         signature=signature,
         registered_model_name=registered_model or None,
         pip_requirements=[
@@ -164,15 +180,22 @@ def log_saved_model(name: str, code: Path, saved_model_dir: str | Path, signatur
             f"numpy=={np.__version__}",
             f"pandas=={__import__('pandas').__version__}",
             f"mlflow=={mlflow.__version__}",
+            *extra,
         ],
+        **options,
     )
 
 
 def load_from_run(run_id: str):
     """(module, FeatureSpec) of the pyfunc model logged by a training run."""
+    return load_model(f"runs:/{run_id}/{MODEL_NAME}")
+
+
+def load_model(model_uri: str):
+    """(module, FeatureSpec) of the two-tower pyfunc at an MLflow model URI or local model directory."""
     import mlflow
 
-    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/{MODEL_NAME}")
+    model = mlflow.pyfunc.load_model(model_uri)
     impl = model.unwrap_python_model()
     # The pyfunc is logged as code, so a run keeps the copy it was logged with: one logged
     # before the package became lakerec.retrieval imports lakerec.train.features, fails,
