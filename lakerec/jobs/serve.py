@@ -8,12 +8,15 @@
 
 The model defaults to the newest version registered as --registered-recommender (what
 `python -m lakerec.jobs.recommend` registers); --index hnsw answers from the approximate
-index instead of the exact one (lakerec.serving.index). Runs until interrupted.
+index instead of the exact one (lakerec.serving.index). Runs until interrupted (Ctrl-C or
+SIGTERM, which stop the server with it).
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import sys
 
 from lakerec import cli
 
@@ -36,9 +39,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"serving {uri} on {running.url} (index {cfg.serve.index}); try:\n"
               f"  curl -s {running.url}/invocations -H 'Content-Type: application/json' "
               f"-d '{json.dumps({'dataframe_records': [{'user_id': 1}], 'params': {'k': 3}})}'", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a kill stops the server too (finally below)
         try:
             running.process.wait()
         except KeyboardInterrupt:
+            pass
+        finally:
             running.stop()
 
     cli.run_main("serve", body)
