@@ -126,7 +126,7 @@ def main() -> None:
     from lakerec.config import load_config, override
     from lakerec.retrieval import tracking
     from lakerec.serving import export, server
-    from lakerec.serving.index import build_index
+    from lakerec.serving.index import ExactIndex, build_index
     from lakerec.serving.recommender import ITEMS_FILE, Recommender
     from lakerec.spark import get_spark
     from tests.pipeline_fixtures import two_stage_lake
@@ -162,9 +162,10 @@ def main() -> None:
         t0 = time.monotonic()
         hnsw = build_index("hnsw", embeddings, m=cfg.serve.hnsw_m, ef_search=cfg.serve.hnsw_ef_search)
         built = time.monotonic() - t0
-        recalls[n] = (recall_at(build_index("exact", embeddings), hnsw, queries), built)
+        recalls[n] = (recall_at(ExactIndex(embeddings), hnsw, queries), built)
         for kind in ("exact", "hnsw"):
-            running = server.start(override(cfg, serve__port=free_port()), uri, {"index": kind}, timeout=900,
+            index = {"index": kind, "hnsw_m": cfg.serve.hnsw_m, "hnsw_ef_search": cfg.serve.hnsw_ef_search}
+            running = server.start(override(cfg, serve__port=free_port()), uri, index, timeout=900,
                                    stdout=subprocess.DEVNULL, stderr=open(OUT / f"server_{n}_{kind}.log", "w"))
             try:
                 for clients in CLIENTS:

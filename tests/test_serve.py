@@ -138,7 +138,7 @@ def test_exclude_seen_leaves_out_the_users_training_items(spark, pipeline, serve
 
 
 @pytest.mark.parametrize("body, says", [
-    ({"dataframe_records": [{"user_profile_index": 1}]}, "user_id"),
+    ({"dataframe_records": [{"user_profile_index": 1}]}, "missing inputs ['user_id']"),
     ({"dataframe_records": [{"user_id": 1}], "params": {"k": 0}}, "k must be"),
     ({"dataframe_records": [{"user_id": 1}], "params": {"candidates": -3}}, "candidates must be"),
     ({"dataframe_records": [{"user_id": 1, "user_shops_ids": [1, 2]}]}, "user_shops_ids"),

@@ -1,6 +1,6 @@
 """The retrieval index of the recommender: the best items for query embeddings, some cells left out.
 
-    index = build_index("exact", embeddings)             # or "hnsw", m=32, ef_search=256
+    index = build_index("exact", embeddings)             # or "hnsw", m=64, ef_search=512 (serve.*)
     found, scores = index.search(queries, k, rows, columns)  # [B, k] rows of `embeddings`; -1 / -inf: none
 
 exact   q . c over every item (lakerec.retrieval.recommend.exact_top_k: the numbers `recommend`
@@ -50,7 +50,7 @@ class HnswIndex:
         ef_search: the search beam; raised to the depth asked where that is larger.
     """
 
-    def __init__(self, embeddings: np.ndarray, m: int = 32, ef_search: int = 256):
+    def __init__(self, embeddings: np.ndarray, m: int, ef_search: int):
         try:
             import faiss
         except ImportError:
@@ -79,8 +79,8 @@ class HnswIndex:
         return np.take_along_axis(found, order, axis=1), np.take_along_axis(scores, order, axis=1)
 
 
-def build_index(kind: str, embeddings: np.ndarray, *, m: int = 32, ef_search: int = 256):
-    """The index of `kind` (KINDS) over the item embeddings [N, D]."""
+def build_index(kind: str, embeddings: np.ndarray, *, m: int | None = None, ef_search: int | None = None):
+    """The index of `kind` (KINDS) over the item embeddings [N, D]; m and ef_search: hnsw's (serve.*)."""
     if kind == "exact":
         return ExactIndex(embeddings)
     if kind == "hnsw":

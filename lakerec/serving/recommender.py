@@ -68,11 +68,11 @@ class Settings:
     exclude_seen: bool
     rerank_by: str
     intention_length: int
-    index: str = "exact"
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 256
-    two_tower: str = ""
-    ranker: str | None = None
+    index: str
+    hnsw_m: int
+    hnsw_ef_search: int
+    two_tower: str
+    ranker: str | None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
