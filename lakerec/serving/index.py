@@ -58,7 +58,10 @@ class HnswIndex:
         vectors = np.ascontiguousarray(embeddings, np.float32)
         self.size = len(vectors)
         self._index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
-        self._index.add(vectors)
+        self._index.add(vectors)  # on every core
+        # Then one thread per search: a request is one query, and OpenMP's idle workers would
+        # spin beside TensorFlow's threads (this process's setting: the server's, or a test's).
+        faiss.omp_set_num_threads(1)
         self.ef_search = ef_search
 
     def search(self, queries: np.ndarray, k: int, rows=None, columns=None) -> tuple[np.ndarray, np.ndarray]:
