@@ -1,6 +1,6 @@
 """The retrieval index of the recommender: the best items for query embeddings, some cells left out.
 
-    index = build_index("exact", embeddings)             # or "hnsw", m=64, ef_search=512 (serve.*)
+    index = build_index("exact", embeddings)             # or "hnsw", m=64, ef_search=1024 (serve.*)
     found, scores = index.search(queries, k, rows, columns)  # [B, k] rows of `embeddings`; -1 / -inf: none
 
 exact   q . c over every item (lakerec.retrieval.recommend.exact_top_k: the numbers `recommend`
