@@ -1,4 +1,5 @@
-# LakeRec: `make demo` runs the whole pipeline on the embedded default, `make test` the tests.
+# LakeRec: `make demo` runs the whole pipeline on the embedded default, `make serve` serves its
+# recommender on http://127.0.0.1:5000 (PORT=...), `make test` the tests.
 # Both do all set-up first (venv, pinned packages, Delta jars, Azurite) and skip it when done.
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -9,7 +10,7 @@ LAKE ?= lake
 TEST_WORKERS ?= 2
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo serve test bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +28,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml package
 demo: setup
 	$(PY) -m lakerec.jobs.demo --lake $(LAKE)
 
+PORT ?= 5000
+serve: setup
+	$(PY) -m lakerec.jobs.serve --lake $(LAKE) --port $(PORT)
+
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
@@ -41,6 +46,7 @@ bench: setup
 	$(PY) bench/rank_feed.py
 	$(PY) bench/rank_memory.py
 	$(PY) bench/rank_quality.py
+	$(PY) bench/serve.py
 
 clean:
 	rm -rf $(LAKE) data/raw spark-warehouse metastore_db derby.log .pytest_cache

@@ -24,3 +24,7 @@ class MissingTableError(LakeRecError):
 
 class InputDataError(LakeRecError):
     """Raw input is missing or unusable as a whole (not a single bad line: those are quarantined)."""
+
+
+class RequestError(LakeRecError):
+    """A request to the recommender (lakerec.serving) is malformed: the service answers 400 with this message."""

@@ -108,6 +108,11 @@ OPTIONS: tuple[Option, ...] = (
                                        "(--no-logistic-regression: skip it)"),
     Option("rank.rerank_recommendations", "re-rank the recommendations with the champion ranker, if any "
                                           "(--no-rerank-recommendations: the two-tower's order)"),
+    Option("mlflow.registered_recommender", "model registry name of the recommender the service answers with"),
+    Option("serve.index", "the recommender's retrieval index: exact (every item) or hnsw (approximate, FAISS)"),
+    Option("serve.host", "address the server listens on (default loopback)", "HOST"),
+    Option("serve.port", "port the server listens on", "PORT"),
+    Option("serve.workers", "server processes", "N", alias="serve_workers"),
     Option("rank.two_stage", "also run retrieval + re-ranking after the ranking table (--no-two-stage: skip it)"),
 )
 

@@ -1,7 +1,8 @@
 """The whole pipeline on the embedded default: `python -m lakerec.jobs.demo [--lake DIR]`.
 
 generate → ingest → example SQL → filter → train (+ evaluate) → impressions → rank
-(+ evaluate, two stages) → recommend, in one process and one Spark session, ending with the
+(+ evaluate, two stages) → recommend (+ the recommender model that serves the same answers:
+`make serve`), in one process and one Spark session, ending with the
 two tables: retrieval versus its baselines, and ranking versus its baselines. `make demo`
 runs it. The demo's data converts 10% of clicks (`--conversion-rate`; the published rate,
 0.55%, leaves ~45 conversions in a demo split, too few for a CVR AUC that means anything).
@@ -39,6 +40,7 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int,
     from lakerec.ranking import train as rank_train
     from lakerec.sqlfiles import run_statements, sql_file
     from lakerec.retrieval import recommend, train
+    from lakerec.serving.export import served_uri
 
     timings: dict[str, float] = {}
     raw = cfg.lake_path / "raw"
@@ -89,8 +91,10 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int,
 
     t0 = time.monotonic()
     banner("8/8 batch recommendations")
-    recs = recommend.run(spark, cfg, k=100, run_id=trained["run_id"])
+    recs = recommend.run(spark, cfg, k=100, run_id=trained["run_id"], recommender=True)
     print(f"{recs['rows']:,} rows for {recs['users']:,} users in {recs['table']} (version {recs['version']})")
+    print(f"the same answers per request: {served_uri(recs['recommender'])} "
+          f"(python -m lakerec.jobs.serve --lake {cfg.lake})")
     timings["recommend"] = time.monotonic() - t0
 
     banner("retrieval: the two-tower versus baselines on the test split")

@@ -61,16 +61,21 @@ def save(model, spec: RankSpec, objective: str, path: str | Path) -> Path:
     return path
 
 
+def column_spec(col: str, required: bool = True):
+    """The MLflow ColSpec of an impressions column, in the wide types pandas and JSON give (long, double)."""
+    from mlflow.types.schema import Array, ColSpec
+
+    kind = T.TRAIN_IMPRESSIONS.column(col).type
+    base = "double" if "float" in kind else "long"
+    return ColSpec(Array(base) if kind.startswith("array") else base, col, required=required)
+
+
 def pyfunc_signature(spec: RankSpec):
     """Inputs: every scoring column (wide types, as pandas and JSON give them); outputs: the three scores."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, Schema
+    from mlflow.types.schema import ColSpec, Schema
 
-    inputs = []
-    for col in spec.columns:
-        kind = T.TRAIN_IMPRESSIONS.column(col).type
-        base = "double" if "float" in kind else "long"
-        inputs.append(ColSpec(Array(base) if kind.startswith("array") else base, col))
+    inputs = [column_spec(col) for col in spec.columns]
     outputs = [ColSpec("double", name) for name in ("p_click", "p_conversion", "p_ctcvr")]
     return ModelSignature(Schema(inputs), Schema(outputs))
 

@@ -146,17 +146,33 @@ def log_pyfunc(saved_model_dir: str | Path, spec: FeatureSpec, k: int, registere
 
 
 def log_saved_model(name: str, code: Path, saved_model_dir: str | Path, signature, registered_model: str | None):
-    """Log a SavedModel with its pyfunc wrapper (logged as code) into the active run; register it if named.
+    """Log a SavedModel with its pyfunc wrapper (logged as code) into the active run; register it if named."""
+    return log_code_model(name, code, {"saved_model": str(saved_model_dir)}, signature, registered_model)
 
-    The one place both models (this two-tower and lakerec.ranking's ranker) are logged from,
-    with the pins the serving environment needs.
+
+def log_code_model(name: str, code: Path, artifacts: dict[str, str], signature, registered_model: str | None,
+                   **options):
+    """Log a pyfunc wrapper (logged as code: nothing is pickled) and its artifacts; register it if named.
+
+    The one place every model (this two-tower, lakerec.ranking's ranker, lakerec.serving's
+    recommender) is logged from, with the pins the serving environment needs.
+
+    Args:
+        name: the model's name inside the run.
+        code: the wrapper's source file (it ends with mlflow.models.set_model).
+        artifacts: artifact name -> local path, as the wrapper's context.artifacts sees them.
+        signature: the ModelSignature.
+        registered_model: the registry name; "" or None logs without registering.
+        **options: more of mlflow.pyfunc.log_model's arguments (input_example, code_paths,
+            extra_pip_requirements: added to the pins).
     """
     import mlflow
 
+    extra = options.pop("extra_pip_requirements", [])
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(code),
-        artifacts={"saved_model": str(saved_model_dir)},
+        artifacts=artifacts,
         signature=signature,
         registered_model_name=registered_model or None,
         pip_requirements=[
@@ -164,13 +180,15 @@ def log_saved_model(name: str, code: Path, saved_model_dir: str | Path, signatur
             f"numpy=={np.__version__}",
             f"pandas=={__import__('pandas').__version__}",
             f"mlflow=={mlflow.__version__}",
+            *extra,
         ],
+        **options,
     )
 
 
 def load_from_run(run_id: str):
     """(module, FeatureSpec) of the pyfunc model logged by a training run."""
-    return load(f"runs:/{run_id}/{MODEL_NAME}")
+    return load_model(f"runs:/{run_id}/{MODEL_NAME}")
 
 
 def load_for(cfg, run_id: str | None = None):
@@ -190,11 +208,12 @@ def load_for(cfg, run_id: str | None = None):
         return (*load_from_run(run_id), run_id)
     found = registry.resolve(cfg, registry.TWO_TOWER)
     log.info("two-tower: %s, run %s", found, found.run_id)
-    return (*load(found.uri), found.run_id)
+    return (*load_model(found.uri), found.run_id)
 
 
-def load(model_uri: str):
-    """(module, FeatureSpec) of a two-tower pyfunc: `runs:/<id>/model` or `models:/<name>/<version>`."""
+def load_model(model_uri: str):
+    """(module, FeatureSpec) of the two-tower pyfunc at an MLflow model URI (`runs:/<id>/model`,
+    `models:/<name>/<version>`) or a local model directory."""
     import mlflow
 
     model = mlflow.pyfunc.load_model(model_uri)

@@ -36,7 +36,8 @@ log = logging.getLogger("lakerec.recommend")
 SCHEMA = "user_id bigint, rank int, item_id bigint, score float"
 
 
-def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri: str | None = None) -> dict:
+def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri: str | None = None,
+        recommender: bool = False) -> dict:
     """Top-k items for every vocabulary user, from a run's exported model, into `recommendations`.
 
     Args:
@@ -45,9 +46,12 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri:
         k: items per user.
         run_id: the training run; default the registry's (export.load_for).
         ranker_uri: the ranker that re-orders the candidates; default `default_ranker`.
+        recommender: also log (and register, as mlflow.registered_recommender) the model that
+            serves the same answers per request (lakerec.serving.export).
 
     Returns:
-        {"run_id", "ranker", "users", "rows", "table", "version", "exclude_seen", "seconds"}.
+        {"run_id", "ranker", "users", "rows", "table", "version", "exclude_seen", "seconds"},
+        and "recommender" (lakerec.serving.export.run's summary) when asked.
 
     Raises:
         ConfigError: k is below 1.
@@ -68,7 +72,8 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri:
     seen = evaluate.seen_items(tables[T.TRAIN_INTERACTIONS.name], key="user_id") if excluding else None
     ranker_uri = ranker_uri or default_ranker(cfg)
     depth = max(k, cfg.rank.candidates) if ranker_uri else k
-    frame = top_k_frame(spark, cfg, module, spec, data.users_frame(tables, spec), depth, seen=seen)
+    users = data.users_frame(tables, spec)
+    frame = top_k_frame(spark, cfg, module, spec, users, depth, seen=seen)
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     recs = spark.createDataFrame(frame, SCHEMA)
     if ranker_uri:
@@ -86,7 +91,13 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri:
                            f"{name}@v{version} k={k} exclude_seen={str(excluding).lower()} ranker={ranker_uri or 'none'}")
     counts = spark.table(name).agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users")).first()
     summary = {"run_id": run_id, "ranker": ranker_uri, "users": int(counts["users"]), "rows": int(counts["rows"]),
-               "table": name, "version": version, "exclude_seen": excluding, "seconds": time.monotonic() - start}
+               "table": name, "version": version, "exclude_seen": excluding}
+    if recommender:
+        from lakerec.serving import export as serving_export
+
+        summary["recommender"] = serving_export.run(spark, cfg, run_id=run_id, ranker_uri=ranker_uri, users=users,
+                                                    k=k, exclude_seen=excluding)
+    summary["seconds"] = time.monotonic() - start
     log.info("wrote %s rows (%s users x top %d, seen items %s, %s) to %s (version %d) from run %s in %.1fs",
              f"{summary['rows']:,}", f"{summary['users']:,}", k, "excluded" if excluding else "kept",
              f"re-ranked by {ranker_uri}" if ranker_uri else "two-tower order", name, version, run_id,
@@ -116,16 +127,28 @@ def top_k_unseen(module, batch, k: int, seen) -> tuple[np.ndarray, np.ndarray]:
     The same scores as the module's `recommend` (its query tower, q . c over its candidate
     matrix), with each user's seen items (SeenItems keyed by user_id) set to -inf first.
     """
+    rows, items = seen.entries(batch["user_id"].numpy())
+    return exact_top_k(module.query_embeddings(batch), module.candidates[1:], module.item_ids[1:], k, rows, items - 1)
+
+
+def exact_top_k(queries, candidates, item_ids, k: int, rows=None, columns=None) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids, scores) [B, k] of the best q . c over every candidate, the (rows, columns) cells at -inf.
+
+    Args:
+        queries: [B, D] query embeddings.
+        candidates: [N, D] item embeddings.
+        item_ids: [N] the item id of each candidate row.
+        k: items per query (at most N).
+        rows, columns: cells of the [B, N] score matrix never returned (a user's seen items).
+    """
     import tensorflow as tf
 
-    queries = module.query_embeddings(batch)
-    scores = tf.matmul(queries, module.candidates[1:], transpose_b=True)
-    rows, items = seen.entries(batch["user_id"].numpy())
-    if rows.size:
-        cells = tf.constant(np.stack([rows, items - 1], axis=1), tf.int64)
-        scores = tf.tensor_scatter_nd_update(scores, cells, tf.fill([rows.size], float("-inf")))
+    scores = tf.matmul(queries, candidates, transpose_b=True)
+    if rows is not None and len(rows):
+        cells = tf.constant(np.stack([rows, columns], axis=1), tf.int64)
+        scores = tf.tensor_scatter_nd_update(scores, cells, tf.fill([len(rows)], float("-inf")))
     top_scores, top = tf.math.top_k(scores, k=min(k, int(scores.shape[1])))
-    return tf.gather(module.item_ids[1:], top).numpy(), top_scores.numpy()
+    return tf.gather(item_ids, top).numpy(), top_scores.numpy()
 
 
 def top_k_frame(spark, cfg: Config, module, spec, users, k: int, seen=None):
