@@ -78,18 +78,30 @@ def computed(spark):
                           for item, (category, intentions) in CANDIDATES.items()], side_and_history_columns())
     rows = {r["item_id"]: r.asDict() for r in C.with_computed_crosses(pairs, keys, L).collect()}
     absent = C.with_absent_crosses(pairs, L).collect()
-    return {name: sorted(tuple(r) for r in k.collect()) for name, k in keys.items()}, rows, absent, cross_columns
+    served = served_crosses(C.keys_frame(keys), pairs.toPandas())
+    return ({name: sorted(tuple(r) for r in k.collect()) for name, k in keys.items()}, rows, absent, cross_columns,
+            served)
+
+
+def served_crosses(keys, pairs):
+    """The service's computation (numpy, one request's pairs) of the same pairs, by item_id."""
+    import numpy as np
+
+    arrays = {c: np.stack(pairs[c].to_numpy()) if isinstance(pairs[c].iloc[0], (list, np.ndarray))
+              else pairs[c].to_numpy() for c in pairs.columns}
+    out = C.computed_cross_arrays(keys, arrays, arrays, L)
+    return {int(item): {c: v[row].tolist() for c, v in out.items()} for row, item in enumerate(pairs["item_id"])}
 
 
 def test_the_maps_are_learned_from_the_log_and_outvote_a_filled_cross(computed):
-    keys, _, _, _ = computed
+    keys, *_ = computed
     assert keys["user_item_categories"] == [(1, 101, 11), (2, 102, 12), (3, 103, 13)]
     assert keys["user_item_intentions"] == [(1, 201, 21), (2, 202, 22)]
     assert keys["user_item_shops"] == keys["user_item_brands"] == []  # never logged: always absent
 
 
 def test_a_candidate_carries_the_cross_of_its_side_value_met_in_the_users_history(computed):
-    _, rows, _, _ = computed
+    _, rows, *_ = computed
     # Item 1: category 2 is history entry 12 (weight 0.5) of user C; intentions 2 and 1 are 22 (1.3) and 21 (0.4),
     # largest weight first; intention 9 was never logged.
     one = rows[1]
@@ -108,8 +120,17 @@ def test_a_candidate_carries_the_cross_of_its_side_value_met_in_the_users_histor
 
 
 def test_the_absent_option_blanks_every_cross_column(computed):
-    _, rows, absent, cross_columns = computed
+    _, rows, absent, cross_columns, _ = computed
     assert len(absent) == len(rows)
     for r in absent:
         for c in cross_columns:
             assert r[c] in (0, 0.0, [0] * L, [0.0] * L)
+
+
+def test_the_service_computes_the_same_crosses_without_spark(computed):
+    _, rows, _, cross_columns, served = computed
+    assert set(served) == set(rows)
+    for item, row in rows.items():
+        for c in cross_columns:
+            assert served[item][c] == pytest.approx(row[c]), (item, c)
+    assert C.absent_cross_arrays(2, L).keys() == set(cross_columns)

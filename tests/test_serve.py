@@ -47,6 +47,11 @@ def server(pipeline):
     running.stop()
 
 
+def _plain(value):
+    """A numpy cell as Python (lists of ints), as Spark's createDataFrame takes it."""
+    return value.tolist() if isinstance(value, np.ndarray) else value.item() if isinstance(value, np.generic) else value
+
+
 def post(server, body, content_type: str = "application/json") -> tuple[int, dict | str]:
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     req = urllib.request.Request(server.url + "/invocations", data=data.encode() if isinstance(data, str) else data,
@@ -84,7 +89,9 @@ def test_a_known_user_id_gets_exactly_the_batch_rows(spark, pipeline, server):
 
 def test_a_new_user_is_answered_from_the_features_sent(spark, pipeline, server):
     from lakerec.ranking.scoring import load_ranker
-    from lakerec.ranking.two_stage import absent_cross_values, item_columns
+    from lakerec.ranking.candidate_crosses import with_crosses
+    from lakerec.ranking.two_stage import item_columns
+    from lakerec.schema.tables import table
     from lakerec.retrieval import export
     from lakerec.serving.recommender import FEATURE_COLUMNS
 
@@ -105,13 +112,17 @@ def test_a_new_user_is_answered_from_the_features_sent(spark, pipeline, server):
               for c in spec.serving_columns()}
     retrieved = module.recommend(inputs, tf.constant(cfg.rank.candidates, tf.int32))["item_ids"].numpy()[0]
     assert set(served["item_id"]) <= set(retrieved.tolist())
-    # Ranking: the ranker's pCTR of (those features, the item), cross fields absent, as sent back.
+    # Ranking: the ranker's pCTR of (those features, the item), the cross fields computed by the
+    # batch side's Spark code (candidate_crosses.with_crosses), as sent back.
     ranker = load_ranker(stages["recommend"]["ranker"])
     vocab = spark.table(cfg.table(T.ITEM_VOCAB.name)).toPandas().set_index("item_id")
     pairs = pd.DataFrame([{**features, "user_id": new_id, "user_index": 0, "is_cold_user": True, "is_cold_item": False,
-                           **{c: vocab.loc[i, c] for c in item_columns()[1:]}, "item_id": i,
-                           **absent_cross_values(cfg.filter.item_intention_length)}
+                           **{c: _plain(vocab.loc[i, c]) for c in item_columns()[1:]}, "item_id": i}
                           for i in served["item_id"]])
+    impressions = table(T.TEST_IMPRESSIONS.name)
+    ddl = ", ".join(f"{c} {impressions.column(c).type}" for c in pairs.columns)
+    pairs = with_crosses(spark, cfg, spark.createDataFrame(pairs, ddl)).toPandas()
+    pairs = pairs.set_index("item_id").loc[served["item_id"]].reset_index()
     assert served["p_click"].tolist() == pytest.approx(ranker.predict(pairs)["p_click"].tolist(), rel=1e-5)
     other = ask(server, [{"user_id": new_id}], k=5)
     assert (other["source"] == "popular").all()  # the same id without features: nothing known

@@ -208,3 +208,96 @@ def describe(mode: str) -> str:
         return "cross fields absent for every candidate (index 0, weight 0: rank.candidate_crosses=absent)"
     return ("cross fields computed from the user's history and the candidate's side fields through maps learned "
             "on train_impressions (rank.candidate_crosses=computed)")
+
+
+# --------------------------------------------------------------------------- one request (the service)
+
+def keys_frame(keys: dict):
+    """learn_keys' maps as one pandas frame (cross field, item, cross, history): what the service carries."""
+    from pyspark.sql import functions as Fn
+
+    union = None
+    for name, key in keys.items():
+        one = key.select(Fn.lit(name).alias("field"), "item", "cross", "history")
+        union = one if union is None else union.unionByName(one)
+    return union.toPandas()
+
+
+def computed_cross_arrays(keys, users: dict, items: dict, length: int) -> dict:
+    """with_computed_crosses on numpy arrays: the cross columns of n (user, candidate) pairs.
+
+    The same rule, for the service (lakerec.serving.recommender), which scores one request's
+    candidates without Spark; tests/test_candidate_crosses.py checks both agree.
+
+    Args:
+        keys: keys_frame's frame (field, item, cross, history).
+        users: the user's history columns, one row per pair ([n, L] ids and weights).
+        items: the item's side columns, one row per pair.
+        length: the intention arrays' length (filter.item_intention_length).
+
+    Returns:
+        {column: array} of every cross column, in the impressions tables' dtypes.
+    """
+    import numpy as np
+    import pandas as pd
+
+    out = {}
+    for name in F.CROSSES:
+        cross, item, history = _fields(name)
+        key = keys[keys["field"] == name]
+        lookup = pd.Index(key["item"].to_numpy(np.int64))
+        to_cross, to_history = key["cross"].to_numpy(np.int32), key["history"].to_numpy(np.int64)
+        hist_ids = np.asarray(users[history.ids_column], np.int64)
+        hist_weights = np.asarray(users[history.weights_column], np.float32)
+
+        def history_weight(rows, wanted):
+            """The weight of history index `wanted` in each row's history (nan: not there)."""
+            match = (hist_ids[rows] == wanted[:, None]) & (wanted[:, None] > 0)
+            first = match.argmax(axis=1)
+            return np.where(match.any(axis=1), hist_weights[rows, first], np.nan).astype(np.float32)
+
+        if not cross.multi:
+            values = np.asarray(items[item.index_column], np.int64)
+            at = np.where(values > 0, lookup.get_indexer(values), -1)
+            rows = np.arange(len(values))
+            weight = np.full(len(values), np.nan, np.float32)
+            has = at >= 0
+            weight[has] = history_weight(rows[has], to_history[at[has]])
+            found = ~np.isnan(weight)
+            crossed = to_cross[np.maximum(at, 0)] if len(to_cross) else np.zeros(len(values), np.int32)
+            out[cross.index_column] = np.where(found, crossed, 0).astype(np.int32)
+            out[cross.weight_column] = np.where(found, weight, 0.0).astype(np.float32)
+            continue
+        values = np.asarray(items[item.ids_column], np.int64)
+        n = len(values)
+        at = np.where(values > 0, lookup.get_indexer(values.ravel()).reshape(values.shape), -1)
+        ids, weights = np.zeros((n, length), np.int32), np.zeros((n, length), np.float32)
+        pair, slot = np.nonzero(at >= 0)
+        if len(pair):
+            met = at[pair, slot]
+            weight = history_weight(pair, to_history[met])
+            keep = ~np.isnan(weight)
+            found = pd.DataFrame({"pair": pair[keep], "neg_weight": -weight[keep], "id": to_cross[met[keep]]})
+            # array_distinct, then sort_array of (neg_weight, id) ascending, then the first `length`.
+            found = found.drop_duplicates().sort_values(["pair", "neg_weight", "id"], kind="stable")
+            found["slot"] = found.groupby("pair").cumcount()
+            found = found[found["slot"] < length]
+            ids[found["pair"], found["slot"]] = found["id"].to_numpy(np.int32)
+            weights[found["pair"], found["slot"]] = (-found["neg_weight"]).to_numpy(np.float32)
+        out[cross.ids_column], out[cross.weights_column] = ids, weights
+    return out
+
+
+def absent_cross_arrays(n: int, length: int) -> dict:
+    """with_absent_crosses on numpy arrays: every cross column of n pairs absent."""
+    import numpy as np
+
+    out = {}
+    for f in F.rank_features():
+        if f.role != F.CROSS:
+            continue
+        for column in f.model_columns + ((f.weight_column,) if f.weight_column else ()):
+            kind = T.TEST_IMPRESSIONS.column(column).type
+            dtype = {"int": np.int32, "float": np.float32}[kind[6:-1] if kind.startswith("array") else kind]
+            out[column] = np.zeros((n, length) if kind.startswith("array") else n, dtype)
+    return out

@@ -35,6 +35,7 @@ import numpy as np
 
 from lakerec.config import Config
 from lakerec.errors import InputDataError
+from lakerec.ranking import candidate_crosses as C
 from lakerec.ranking import rerank as R
 from lakerec.ranking.two_stage import item_columns
 from lakerec.schema import tables as T
@@ -85,13 +86,15 @@ def items_frame(spark, cfg: Config, module, train_df):
 
 
 def write_bundle(path: Path, settings: S.Settings, two_tower: Path, ranker: Path | None, users, contexts, items,
-                 seen) -> Path:
+                 seen, crosses=None) -> Path:
     """The bundle directory (module doc) from model directories and pandas frames."""
     path.mkdir(parents=True)
     shutil.copytree(two_tower, path / S.TWO_TOWER_DIR)
     if ranker is not None:
         shutil.copytree(ranker, path / S.RANKER_DIR)
         contexts.to_parquet(path / S.CONTEXTS_FILE, index=False)
+    if crosses is not None:
+        crosses.to_parquet(path / S.CROSSES_FILE, index=False)
     users.to_parquet(path / S.USERS_FILE, index=False)
     items.to_parquet(path / S.ITEMS_FILE, index=False)
     seen.to_parquet(path / S.SEEN_FILE, index=False)
@@ -160,6 +163,7 @@ def run(spark, cfg: Config, *, run_id: str, ranker_uri: str | None, users, k: in
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     settings = S.Settings(k=k, candidates=cfg.rank.candidates, exclude_seen=bool(exclude_seen),
                           rerank_by=cfg.rank.rerank_by, intention_length=cfg.filter.item_intention_length,
+                          candidate_crosses=cfg.rank.candidate_crosses,
                           index=cfg.serve.index, hnsw_m=cfg.serve.hnsw_m, hnsw_ef_search=cfg.serve.hnsw_ef_search,
                           two_tower=f"runs:/{run_id}/{export.MODEL_NAME}", ranker=ranker_uri)
     module, _ = export.load_from_run(run_id)
@@ -168,13 +172,16 @@ def run(spark, cfg: Config, *, run_id: str, ranker_uri: str | None, users, k: in
     seen = train.where(F.col("item_index") > 0).select("user_id", "item_index").distinct().toPandas()
     snapshot = users.toPandas()
     contexts = R.user_contexts(spark, cfg).toPandas() if ranker_uri else None
+    crosses = None
+    if ranker_uri and settings.candidate_crosses == C.COMPUTED:  # the maps recommend's re-ranking learned
+        crosses = C.keys_frame(C.learn_keys(read_table(spark, cfg.table(T.TRAIN_IMPRESSIONS.name))))
     if snapshot.empty:
         raise InputDataError(f"{cfg.table(T.USER_VOCAB.name)} has no users: nothing to serve")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         two_tower = Path(mlflow.artifacts.download_artifacts(settings.two_tower, dst_path=str(tmp / "two_tower")))
         ranker = Path(mlflow.artifacts.download_artifacts(ranker_uri, dst_path=str(tmp / "ranker"))) if ranker_uri else None
-        bundle = write_bundle(tmp / S.BUNDLE, settings, two_tower, ranker, snapshot, contexts, items, seen)
+        bundle = write_bundle(tmp / S.BUNDLE, settings, two_tower, ranker, snapshot, contexts, items, seen, crosses)
         with mlflow.start_run(run_name=STAGE, tags={tracking.TAG_STAGE: STAGE, tracking.TAG_DATABASE: cfg.database}) as r:
             mlflow.log_params({"two_tower": settings.two_tower, "ranker": ranker_uri or "none", "k": k,
                                "candidates": settings.candidates, "exclude_seen": settings.exclude_seen,

@@ -10,7 +10,9 @@ The same two stages as `python -m lakerec.jobs.recommend`, one request at a time
      returns the top max(k, candidates) items, the user's training items left out when
      exclude_seen;
   2. the ranker scores each (user, candidate) pair as lakerec.ranking.rerank does (the user's
-     newest impression context, the item's item_vocab columns, cross fields absent), orders
+     newest impression context, the item's item_vocab columns, the cross fields computed from
+     the user's history and the item's side fields through the bundle's maps, or absent:
+     rank.candidate_crosses, lakerec.ranking.candidate_crosses), orders
      them by rank.rerank_by (rerank.order_scores, ties by the retrieval rank) and keeps k.
 A known user id alone uses the snapshot of that user's features the bundle carries (the rows
 `recommend` read), so the answer is that user's rows of the `recommendations` table. A row
@@ -33,7 +35,8 @@ import pandas as pd
 
 from lakerec.errors import RequestError
 from lakerec.ranking import rerank as R
-from lakerec.ranking.two_stage import absent_cross_values, item_columns, user_columns
+from lakerec.ranking import candidate_crosses as C
+from lakerec.ranking.two_stage import item_columns, user_columns
 
 # What a request may carry besides user_id: the user's profile and history columns.
 FEATURE_COLUMNS = tuple(user_columns()[3:])
@@ -47,6 +50,7 @@ BUNDLE = "bundle"  # the model's artifact: the directory lakerec.serving.export.
 SETTINGS_FILE = "recommender.json"
 TWO_TOWER_DIR, RANKER_DIR = "two_tower", "ranker"
 USERS_FILE, CONTEXTS_FILE, ITEMS_FILE, SEEN_FILE = "users.parquet", "contexts.parquet", "items.parquet", "seen.parquet"
+CROSSES_FILE = "crosses.parquet"  # candidate_crosses.keys_frame: the maps of the computed cross fields
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Settings:
         exclude_seen: leave each user's training items out.
         rerank_by: the ranker's order (rank.rerank_by).
         intention_length: length of the cross fields' arrays (filter.item_intention_length).
+        candidate_crosses: computed or absent (rank.candidate_crosses).
         index: exact or hnsw (lakerec.serving.index); hnsw_m, hnsw_ef_search: its graph.
         two_tower, ranker: the model URIs bundled (ranker None: the two-tower's order).
     """
@@ -68,6 +73,7 @@ class Settings:
     exclude_seen: bool
     rerank_by: str
     intention_length: int
+    candidate_crosses: str
     index: str
     hnsw_m: int
     hnsw_ef_search: int
@@ -147,13 +153,15 @@ class Recommender:
             exposure, train_count.
         users: each user's retrieval features (users_frame), by user_id.
         contexts: each user's ranker columns (rerank.user_contexts), None without a ranker.
+        crosses: the cross fields' maps (candidate_crosses.keys_frame), None without a ranker
+            or with candidate_crosses absent.
         seen: each user's training items (catalogue_ranks.SeenItems keyed by user_id).
         ranker: the Ranker (lakerec.ranking.scoring) or None.
         settings: the defaults and the index.
     """
 
     def __init__(self, two_tower, spec, items: dict[str, np.ndarray], users: pd.DataFrame,
-                 contexts: pd.DataFrame | None, seen, ranker, settings: Settings):
+                 contexts: pd.DataFrame | None, seen, ranker, settings: Settings, crosses: pd.DataFrame | None = None):
         from lakerec.ranking.evaluate import check_ranker
         from lakerec.retrieval.catalogue_ranks import popularity_ranks
         from lakerec.serving.index import build_index
@@ -169,8 +177,11 @@ class Recommender:
         self.popular_share = counts / max(counts.sum(), 1.0)
         if ranker is not None:
             R.check_order(settings.rerank_by, ranker.objective, settings.ranker)
-            self.cross = absent_cross_values(settings.intention_length)
-            available = set(user_columns()) | set(item_columns()) | set(self.cross) | {"is_cold_item"}
+            self.crosses = crosses if settings.candidate_crosses == C.COMPUTED else None
+            if settings.candidate_crosses == C.COMPUTED and crosses is None:
+                raise ValueError("candidate_crosses computed needs the cross maps (crosses.parquet)")
+            cross_columns = C.absent_cross_arrays(0, settings.intention_length)
+            available = set(user_columns()) | set(item_columns()) | set(cross_columns) | {"is_cold_item"}
             self.ranker_columns = check_ranker(ranker, available)
 
     @classmethod
@@ -192,8 +203,9 @@ class Recommender:
         items = pd.read_parquet(path / ITEMS_FILE)
         seen = pd.read_parquet(path / SEEN_FILE)
         contexts = pd.read_parquet(path / CONTEXTS_FILE) if ranker is not None else None
+        crosses = pd.read_parquet(path / CROSSES_FILE) if (path / CROSSES_FILE).is_file() else None
         return cls(module, spec, as_arrays(items, items.columns), pd.read_parquet(path / USERS_FILE),
-                   contexts, SeenItems.from_pairs(seen["user_id"], seen["item_index"]), ranker, config)
+                   contexts, SeenItems.from_pairs(seen["user_id"], seen["item_index"]), ranker, config, crosses)
 
     def recommend(self, request: pd.DataFrame, k: int | None = None, exclude_seen: bool | None = None,
                   candidates: int | None = None) -> pd.DataFrame:
@@ -281,8 +293,11 @@ class Recommender:
         arrays.update({c: v[pair_row] for c, v in users.items()})
         arrays.update({c: self.items[c][position] for c in item_columns()})
         arrays["is_cold_item"] = np.zeros(len(position), bool)
-        for c, v in self.cross.items():
-            arrays[c] = np.broadcast_to(v, (len(position),) + np.shape(v))
+        length = self.settings.intention_length
+        if self.crosses is None:
+            arrays.update(C.absent_cross_arrays(len(position), length))
+        else:
+            arrays.update(C.computed_cross_arrays(self.crosses, arrays, arrays, length))
         try:
             predicted = self.ranker.predict({c: arrays[c] for c in self.ranker_columns})
         except ValueError as e:  # a feature of the wrong width
