@@ -158,3 +158,23 @@ def test_version_flags_reach_the_config_and_reject_non_versions(capsys):
         with pytest.raises(SystemExit):
             job.main(["--help"])
         assert "--model-version" in (text := capsys.readouterr().out) and "--ranker-version" in text
+
+
+def test_the_service_serves_the_recommenders_champion_and_says_when_there_is_none(store):
+    from mlflow.tracking import MlflowClient
+
+    from lakerec.serving.server import default_model_uri
+
+    cfg = override(store, mlflow__registered_recommender=f"gate-recommender-{os.getpid()}")
+    name = cfg.mlflow.registered_recommender
+    with pytest.raises(LakeRecError, match="no recommender registered"):
+        default_model_uri(cfg)
+    # Versions built from models chosen by flag (recommend gave them no alias): not served by default.
+    client = MlflowClient()
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, "file:///nowhere/recommender")
+    with pytest.raises(LakeRecError, match="has no champion .*--model-uri models:/.*/2"):
+        default_model_uri(cfg)
+    client.set_registered_model_alias(name, registry.CHAMPION, "1")
+    assert default_model_uri(cfg) == f"models:/{name}/1"  # the champion, not the newest

@@ -6,8 +6,8 @@
     curl -s http://127.0.0.1:5000/invocations -H 'Content-Type: application/json' \\
          -d '{"dataframe_records": [{"user_id": 100274}], "params": {"k": 3}}'
 
-The model defaults to the newest version registered as --registered-recommender (what
-`python -m lakerec.jobs.recommend` registers); --index hnsw answers from the approximate
+The model defaults to the `champion` of --registered-recommender (the version
+`python -m lakerec.jobs.recommend` registers from the champion two-tower and ranker); --index hnsw answers from the approximate
 index instead of the exact one (lakerec.serving.index). Runs until interrupted (Ctrl-C or
 SIGTERM, which stop the server with it).
 """
@@ -24,7 +24,7 @@ from lakerec import cli
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser("serve", "Serve the recommender model over HTTP (MLflow's scoring server).",
                    ("mlflow.registered_recommender", "serve.host", "serve.port", "serve.index", "serve.workers"))
-    p.add_argument("--model-uri", help="the recommender to serve (default: the newest registered version)")
+    p.add_argument("--model-uri", help="the recommender to serve (default: the registered recommender's champion)")
     args = p.parse_args(argv)
 
     def body():

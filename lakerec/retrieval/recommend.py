@@ -66,6 +66,9 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri:
         raise ConfigError(f"--k must be at least 1 (got {k})")
     start = time.monotonic()
     tracking.configure(cfg)
+    # Both models are the registry's champions unless a flag chose one: then so is the recommender.
+    champions = run_id is None and ranker_uri is None and cfg.mlflow.model_version is None \
+        and cfg.mlflow.ranker_version is None
     module, spec, run_id = export.load_for(cfg, run_id)
     tables = data.read_inputs(spark, cfg, (T.USER_VOCAB.name, T.TRAIN_INTERACTIONS.name, T.TEST_INTERACTIONS.name))
     excluding = evaluate.exclude_seen(spark, cfg, evaluate.run_protocol(run_id))
@@ -96,7 +99,7 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri:
         from lakerec.serving import export as serving_export
 
         summary["recommender"] = serving_export.run(spark, cfg, run_id=run_id, ranker_uri=ranker_uri, users=users,
-                                                    k=k, exclude_seen=excluding)
+                                                    k=k, exclude_seen=excluding, champion=champions)
     summary["seconds"] = time.monotonic() - start
     log.info("wrote %s rows (%s users x top %d, seen items %s, %s) to %s (version %d) from run %s in %.1fs",
              f"{summary['rows']:,}", f"{summary['users']:,}", k, "excluded" if excluding else "kept",

@@ -139,7 +139,8 @@ def served_uri(summary: dict) -> str:
     return summary["model_uri"]
 
 
-def run(spark, cfg: Config, *, run_id: str, ranker_uri: str | None, users, k: int, exclude_seen: bool) -> dict:
+def run(spark, cfg: Config, *, run_id: str, ranker_uri: str | None, users, k: int, exclude_seen: bool,
+        champion: bool = False) -> dict:
     """Bundle the models and the snapshot `recommend` used, log and register them.
 
     Args:
@@ -149,6 +150,9 @@ def run(spark, cfg: Config, *, run_id: str, ranker_uri: str | None, users, k: in
         ranker_uri: the ranker recommend re-ranked with, or None.
         users: the users frame recommend scored (retrieval.data.users_frame), a Spark DataFrame.
         k, exclude_seen: what recommend wrote (the params' defaults).
+        champion: both models are their registry champions (recommend chose none by flag): the
+            registered version then takes the alias `champion` too, which the service loads by
+            default (lakerec.serving.server.default_model_uri).
 
     Returns:
         {"model_uri", "registered_model", "version" (None when not registered), "run_id", "seconds"}.
@@ -188,8 +192,15 @@ def run(spark, cfg: Config, *, run_id: str, ranker_uri: str | None, users, k: in
                                "rerank_by": settings.rerank_by, "index": settings.index})
             mlflow.log_metrics({"users": len(snapshot), "items": len(items)})
             info = log_bundle(bundle, settings, cfg.mlflow.registered_recommender, snapshot["user_id"].iloc[0])
+    version = info.registered_model_version
+    if champion and version:
+        from mlflow.tracking import MlflowClient
+
+        from lakerec.registry import CHAMPION
+
+        MlflowClient().set_registered_model_alias(cfg.mlflow.registered_recommender, CHAMPION, str(version))
     summary = {"model_uri": info.model_uri, "registered_model": cfg.mlflow.registered_recommender or None,
-               "version": info.registered_model_version, "run_id": r.info.run_id,
+               "version": version, "run_id": r.info.run_id, "champion": bool(champion and version),
                "seconds": time.monotonic() - start}
     log.info("recommender %s (%s users, %s items, ranker %s) in %.1fs", served_uri(summary), f"{len(snapshot):,}",
              f"{len(items):,}", ranker_uri or "none", summary["seconds"])

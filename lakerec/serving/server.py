@@ -29,19 +29,35 @@ SERVING_MODEL_CONFIG = "SERVING_MODEL_CONFIG"  # mlflow.pyfunc.scoring_server re
 
 
 def default_model_uri(cfg: Config) -> str:
-    """The model the service answers with by default: the newest registered recommender version."""
+    """The model the service answers with by default: the recommender's `champion` version.
+
+    `recommend` gives a recommender version the alias when it bundled the champion two-tower
+    and ranker (no --run-id / --model-version / --ranker-version / --ranker-uri).
+    """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from lakerec.registry import CHAMPION
+
     name = cfg.mlflow.registered_recommender
+    if not name:
+        raise LakeRecError("mlflow.registered_recommender is empty: pass --model-uri (runs:/<id>/recommender)")
+    client = MlflowClient()
     try:
-        versions = MlflowClient().search_model_versions(f"name = '{name}'") if name else []
+        return f"models:/{name}/{client.get_model_version_by_alias(name, CHAMPION).version}"
+    except MlflowException:
+        pass
+    try:
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
     except MlflowException:
         versions = []
     if not versions:
         raise LakeRecError(f"no recommender registered as {name!r} in {cfg.tracking_uri}: run "
                            "`python -m lakerec.jobs.recommend` first, or pass --model-uri")
-    return f"models:/{name}/{max(int(v.version) for v in versions)}"
+    raise LakeRecError(f"{name} has no {CHAMPION} (versions {', '.join(map(str, versions))}: each was built from "
+                       "models chosen by flag): run `python -m lakerec.jobs.recommend` without --run-id / "
+                       "--model-version / --ranker-version / --ranker-uri once the two-tower has a champion, "
+                       f"or pass --model-uri models:/{name}/{versions[-1]}")
 
 
 def command(cfg: Config, model_uri: str) -> list[str]:
