@@ -39,8 +39,11 @@ def two_stage_lake(spark, base_cfg, raw, name: str, *, k: int = 10, impressions:
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
     ingest.run(spark, cfg, str(raw))
     filtering.run(spark, cfg)
-    trained = train.run(spark, cfg, run_name="tower", evaluate_after=False)
+    # Run names of their own: another module's pipeline may share this process's lake (and its checkpoints).
+    trained = train.run(spark, cfg, run_name=f"{name}-tower", evaluate_after=False)
     impressions_stage.run(spark, cfg)
-    ranked = rank_train.run(spark, cfg, run_name="ranker", evaluate_after=False)
-    recs = recommend.run(spark, cfg, k=k, run_id=trained["run_id"], recommender=True)
+    ranked = rank_train.run(spark, cfg, run_name=f"{name}-ranker", evaluate_after=False)
+    # Both models by version: one or two epochs need not pass the champion gate.
+    recs = recommend.run(spark, cfg, k=k, run_id=trained["run_id"], recommender=True,
+                         ranker_uri=f"models:/{cfg.mlflow.registered_ranker}/{ranked['model_version']}")
     return cfg, {"train": trained, "rank": ranked, "recommend": recs}

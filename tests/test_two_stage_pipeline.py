@@ -32,12 +32,12 @@ def pipeline(spark, base_cfg, tmp_path_factory):
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
     ingest.run(spark, cfg, str(raw))
     filtering.run(spark, cfg)
-    retrieval = train.run(spark, cfg, run_name="tower")
+    retrieval = train.run(spark, cfg, run_name="two-stage-tower")
     # No validation slice here (speed), so the gate makes no champion: the later stages are
     # pointed at the versions, as --model-version / --ranker-version would.
     cfg = override(cfg, mlflow__model_version=int(retrieval["model_version"]))
     counts = impressions.run(spark, cfg)
-    ranked = rank_train.run(spark, cfg, run_name="ranker")
+    ranked = rank_train.run(spark, cfg, run_name="two-stage-ranker")
     cfg = override(cfg, mlflow__ranker_version=int(ranked["model_version"]))
     recs = recommend.run(spark, cfg, k=K)
     return cfg, retrieval, counts, ranked, recs

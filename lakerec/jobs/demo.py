@@ -91,7 +91,10 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int,
 
     t0 = time.monotonic()
     banner("8/8 batch recommendations")
-    recs = recommend.run(spark, cfg, k=100, run_id=trained["run_id"], recommender=True)
+    # The champions (this run's model if it passed the gate), so the recommender becomes the
+    # service's champion too; a model the gate kept out is still the one recommended here.
+    promoted = trained["champion"] is not None and trained["champion"].promoted
+    recs = recommend.run(spark, cfg, k=100, run_id=None if promoted else trained["run_id"], recommender=True)
     print(f"{recs['rows']:,} rows for {recs['users']:,} users in {recs['table']} (version {recs['version']})")
     print(f"the same answers per request: {served_uri(recs['recommender'])} "
           f"(python -m lakerec.jobs.serve --lake {cfg.lake})")
