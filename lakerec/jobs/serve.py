@@ -30,11 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     def body():
         from lakerec.retrieval import tracking
         from lakerec.serving import server
+        from lakerec.serving.recommender import INDEX_SETTINGS
 
         cfg = cli.config_from_args(args)
         tracking.configure(cfg)
         uri = args.model_uri or server.default_model_uri(cfg)
-        index = {"index": cfg.serve.index, "hnsw_m": cfg.serve.hnsw_m, "hnsw_ef_search": cfg.serve.hnsw_ef_search}
+        index = {k: getattr(cfg.serve, k) for k in INDEX_SETTINGS}  # the model_config keys the model takes
         running = server.start(cfg, uri, index)
         print(f"serving {uri} on {running.url} (index {cfg.serve.index}); try:\n"
               f"  curl -s {running.url}/invocations -H 'Content-Type: application/json' "
