@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
@@ -9,14 +10,17 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from lakerec.jobs import download, upload
 from lakerec import blob
-from lakerec.blob import BlobAuth, LocalFile, RemoteBlob, TransferOptions
+from lakerec.blob import BlobAuth, BlobError, LocalFile, RemoteBlob, TransferOptions
 from lakerec.errors import LakeRecError
 from tests.azurite import ACCOUNT_KEY, azurite, container, free_port  # noqa: F401  (fixtures)
 
@@ -27,6 +31,10 @@ MiB = 1024 * 1024
 # parallel chunks; no retries so error tests fail at once.
 SMALL = TransferOptions(workers=3, blob_concurrency=3, retries=0, block_size=MiB, single_put_size=MiB,
                         chunk_size=MiB, single_get_size=MiB, progress=False)
+
+
+# A well-formed account key (64 bytes) that is not the account's.
+WRONG_KEY = base64.b64encode(b"not the key of devstoreaccount1!" * 2).decode()
 
 
 def md5(data: bytes) -> bytes:
@@ -146,7 +154,7 @@ def test_md5_file_streams_in_chunks(tmp_path):
 
 
 def test_resolve_auth_precedence_and_errors():
-    conn = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net"
+    conn = f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={WRONG_KEY};EndpointSuffix=core.windows.net"
     url = "https://acct.blob.core.windows.net"
     assert blob.resolve_auth(None, {blob.CONNECTION_STRING_ENV: conn}).connection_string == conn
     assert blob.resolve_auth(url, {blob.CONNECTION_STRING_ENV: conn}) == BlobAuth(account_url=url)
@@ -156,7 +164,55 @@ def test_resolve_auth_precedence_and_errors():
     with pytest.raises(LakeRecError, match="must start with https://"):
         blob.resolve_auth("http://127.0.0.1:10000/devstoreaccount1", {})
     a = blob.resolve_auth(None, {blob.CONNECTION_STRING_ENV: conn})
-    assert "c2VjcmV0" not in repr(a) and "c2VjcmV0" not in a.describe() and "acct" in a.describe()
+    assert WRONG_KEY not in repr(a) and WRONG_KEY not in a.describe() and "acct" in a.describe()
+    assert a.credential == "account key" and BlobAuth(account_url=url).credential == "Azure AD"
+
+
+@pytest.mark.parametrize("key, says", [
+    ("not-base64!", "is not base64: a storage account key is 88 characters"),
+    (f"'{ACCOUNT_KEY}'", "is not base64 (it has spaces or quotes)"),
+    (ACCOUNT_KEY[:44], "is 44 characters (33 bytes), but a storage account key is 88 characters (64 bytes)"),
+    ("", "the AccountKey in AZURE_STORAGE_CONNECTION_STRING is empty"),
+])
+def test_a_malformed_account_key_says_what_is_wrong_with_it(key, says):
+    conn = f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={key};EndpointSuffix=core.windows.net"
+    with pytest.raises(LakeRecError) as exc:
+        blob.resolve_auth(None, {blob.CONNECTION_STRING_ENV: conn})
+    msg = str(exc.value)
+    assert says in msg and "Access keys" in msg and "az login" not in msg
+    assert not key or key not in msg
+
+
+def test_a_malformed_connection_string_names_the_bad_part():
+    with pytest.raises(LakeRecError, match=r"malformed: part 2 of 2 \(separated by ';'\) is not KEY=VALUE") as exc:
+        blob.resolve_auth(None, {blob.CONNECTION_STRING_ENV: f"AccountKey={ACCOUNT_KEY};nonsense"})
+    assert ACCOUNT_KEY not in str(exc.value)
+    with pytest.raises(LakeRecError, match="has an AccountKey but no AccountName"):
+        blob.resolve_auth(None, {blob.CONNECTION_STRING_ENV: f"AccountKey={ACCOUNT_KEY};EndpointSuffix=x"})
+
+
+def test_block_ids_name_the_file_content_and_place():
+    a, b = md5(b"version a"), md5(b"version b")
+    blocks = blob.block_layout(10, 4, a)
+    assert [(x.offset, x.length) for x in blocks] == [(0, 4), (4, 4), (8, 2)]
+    assert blob.block_layout(10, 4, a) == blocks  # the same in every run
+    assert blocks[0].id == f"lr1-{a.hex()}-000000000000-00000004" and {len(x.id) for x in blocks} == {58}
+    assert not {x.id for x in blob.block_layout(10, 4, b)} & {x.id for x in blocks}  # a changed file reuses nothing
+
+    staged = {blocks[0].id: 4, blocks[2].id: 1, blob.block_layout(10, 4, b)[1].id: 4}  # block 2 staged short
+    plan = blob.plan_blocks(blocks, staged)
+    assert plan.to_send == blocks[1:] and (plan.bytes_staged, plan.bytes_to_send) == (4, 6)
+    assert not plan.discard_staged
+
+    # Another tool's uncommitted blocks (ids of another length) would make Azure refuse ours.
+    foreign = blob.plan_blocks(blocks, {"YQ==": 4, blocks[0].id: 4})
+    assert foreign.discard_staged and foreign.to_send == blocks
+    assert blob.plan_blocks(blocks, {}).to_send == blocks
+
+    with pytest.raises(LakeRecError, match="needs 50001 blocks, over Azure's limit of 50000 per blob: "
+                                           "pass --block-size-mb 2 or more"):
+        blob.block_layout(50_001 * MiB, MiB, a)
+    assert len(blob.block_layout(50_000 * MiB, MiB, a)) == 50_000
 
 
 def test_summary_line():
@@ -278,6 +334,99 @@ def test_killed_upload_resumes_with_only_the_rest(tmp_path, azurite, service, co
     assert blobs(service, container) == files
 
 
+class CutOff(Exception):
+    """Raised by a request hook in place of sending a request, as a dropped connection would fail."""
+
+
+def recording_service(azurite, before_block: Callable[[int], None] | None = None):  # noqa: F811
+    """A client against Azurite that records the size of each block Azurite stored, and calls
+    `before_block(n)` before it sends a block, n blocks having been sent before it."""
+    lock, started, stored = threading.Lock(), [], []
+
+    def is_block(http_request) -> bool:
+        return http_request.method == "PUT" and http_request.query.get("comp") == "block"
+
+    def on_request(request) -> None:
+        if is_block(request.http_request):
+            with lock:
+                if before_block:
+                    before_block(len(started))
+                started.append(1)
+
+    def on_response(response) -> None:
+        if is_block(response.http_request) and response.http_response.status_code == 201:
+            with lock:
+                stored.append(int(response.http_request.headers["Content-Length"]))
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string, retry_total=0,
+                                                       raw_request_hook=on_request, raw_response_hook=on_response)
+    return service, stored
+
+
+def cut_after(blocks: int) -> Callable[[int], None]:
+    """A `before_block` that cuts the upload off (raises CutOff) in place of sending more blocks."""
+
+    def cut(sent: int) -> None:
+        if sent >= blocks:
+            raise CutOff(f"cut off after {blocks} blocks")
+
+    return cut
+
+
+def test_an_interrupted_upload_sends_only_the_missing_blocks(tmp_path, azurite, auth, service, container):  # noqa: F811
+    block = 256 * 1024
+    options = replace(SMALL, block_size=block, single_put_size=block)
+    path = write(tmp_path / "raw", "big.bin", os.urandom(10 * block + 1000))  # 11 blocks, the last one short
+    data = path.read_bytes()
+
+    cut, stored = recording_service(azurite, cut_after(4))
+    with pytest.raises(BlobError, match=r"^1 of 1 files failed to upload: big.bin: cut off after 4 blocks"):
+        blob.upload_folder(cut, auth, tmp_path / "raw", container, "", options)
+    big = service.get_blob_client(container, "big.bin")
+    committed, staged = big.get_block_list("all")
+    assert committed == [] and len(staged) == len(stored) == 4  # staged, not visible:
+    assert list(service.get_container_client(container).list_blobs()) == []
+
+    again, stored = recording_service(azurite)
+    s = blob.upload_folder(again, auth, tmp_path / "raw", container, "", options)
+    assert (s.transferred, s.skipped) == (1, 0)
+    assert len(stored) == 11 - 4 and sum(stored) == len(data) - sum(b.size for b in staged)
+    assert len(big.get_block_list("committed")[0]) == 11
+    assert bytes(big.get_blob_properties().content_settings.content_md5) == md5(data)
+    assert md5(big.download_blob().readall()) == md5(data)
+
+    # The file changes after an interrupted upload of its new bytes: the blocks staged from
+    # them (same offsets, same sizes) are not reused for the bytes it holds now.
+    path.write_bytes(os.urandom(len(data)))
+    with pytest.raises(BlobError, match="cut off after 3 blocks"):
+        blob.upload_folder(recording_service(azurite, cut_after(3))[0], auth, tmp_path / "raw", container, "", options)
+    final = os.urandom(len(data))
+    path.write_bytes(final)
+    again, stored = recording_service(azurite)
+    s = blob.upload_folder(again, auth, tmp_path / "raw", container, "", options)
+    assert s.reasons == {"content differs": 1} and len(stored) == 11 and sum(stored) == len(final)
+    assert big.download_blob().readall() == final
+    assert bytes(big.get_blob_properties().content_settings.content_md5) == md5(final)
+
+
+def test_a_file_changed_while_uploaded_is_not_committed(tmp_path, azurite, auth, service, container):  # noqa: F811
+    block = 256 * 1024
+    options = replace(SMALL, block_size=block, single_put_size=block)
+    path = write(tmp_path / "raw", "big.bin", os.urandom(4 * block))
+
+    def touch(sent: int) -> None:  # another program writes to the file as its third block goes up
+        if sent == 2:
+            os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+
+    with pytest.raises(BlobError, match="big.bin changed while it was uploaded, so it was not committed: run again"):
+        blob.upload_folder(recording_service(azurite, touch)[0], auth, tmp_path / "raw", container, "", options)
+    assert list(service.get_container_client(container).list_blobs()) == []
+    # Its bytes are the same (only the time changed): the re-run reuses every staged block.
+    again, stored = recording_service(azurite)
+    blob.upload_folder(again, auth, tmp_path / "raw", container, "", options)
+    assert stored == [] and service.get_blob_client(container, "big.bin").download_blob().readall() == path.read_bytes()
+
+
 def test_download_resumes_after_damage_and_a_kill(tmp_path, azurite, auth, service, container):  # noqa: F811
     files = make_tree(tmp_path / "raw")
     upload.run(tmp_path / "raw", container, "data", auth=auth, options=SMALL)
@@ -377,21 +526,33 @@ def test_user_errors_are_one_clear_line(tmp_path, azurite, capsys, container, ca
     msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container, "--retries", "0"], dead, capsys)
     assert f"cannot reach Azure Blob Storage at http://127.0.0.1:{closed}/devstoreaccount1" in msg
 
-    wrong_key = {blob.CONNECTION_STRING_ENV: azurite.connection_string.replace(ACCOUNT_KEY, "d3Jvbmcta2V5" * 4)}
+    wrong_key = {blob.CONNECTION_STRING_ENV: azurite.connection_string.replace(ACCOUNT_KEY, WRONG_KEY)}
     msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container, "--retries", "0"],
                   wrong_key, capsys)
-    # Azure says AuthenticationFailed, Azurite AuthorizationFailure: both are a refusal (403).
-    assert re.search(r"listing blobs refused by .* \((AuthenticationFailed|AuthorizationFailure)\)", msg), msg
-    assert "d3Jvbmcta2V5" not in msg
+    # Azure says AuthenticationFailed, Azurite AuthorizationFailure: both are a refusal (403) of the key.
+    assert re.search(r"listing blobs refused by .* \((AuthenticationFailed|AuthorizationFailure)\): the "
+                     r"account key in AZURE_STORAGE_CONNECTION_STRING is (not a key of account devstoreaccount1|wrong)",
+                     msg), msg
+    assert WRONG_KEY not in msg and "az login" not in msg
+
+    # A key the service could never accept is refused before any request, saying why.
+    cut_short = {blob.CONNECTION_STRING_ENV: azurite.connection_string.replace(ACCOUNT_KEY, ACCOUNT_KEY[:60])}
+    msg = run_cli(download, ["--container", container, "--out", str(tmp_path / "o")], cut_short, capsys)
+    assert msg.startswith("error: the AccountKey in AZURE_STORAGE_CONNECTION_STRING is 60 characters (45 bytes)")
+    assert "az login" not in msg and ACCOUNT_KEY[:60] not in msg
 
     msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container, "--account-url",
                            f"http://127.0.0.1:{azurite.port}/devstoreaccount1"], {}, capsys)
     assert "must start with https://" in msg
 
-    malformed = {blob.CONNECTION_STRING_ENV: f"AccountKey={ACCOUNT_KEY};nonsense"}
-    msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container], malformed, capsys)
+    not_base64 = {blob.CONNECTION_STRING_ENV: azurite.connection_string.replace(ACCOUNT_KEY, "my-key-" * 12)}
+    msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container], not_base64, capsys)
+    assert "the AccountKey in AZURE_STORAGE_CONNECTION_STRING is not base64" in msg and "az login" not in msg
+
+    unreadable = {blob.CONNECTION_STRING_ENV: azurite.connection_string + "BlobEndpoint=http://[::1"}
+    msg = run_cli(upload, ["--raw", str(tmp_path / "raw"), "--container", container], unreadable, capsys)
     assert "cannot use the storage credentials" in msg
-    assert ACCOUNT_KEY not in caplog.text and "d3Jvbmcta2V5" not in caplog.text
+    assert ACCOUNT_KEY not in caplog.text and WRONG_KEY not in caplog.text
 
 
 def test_account_url_without_any_identity_says_how_to_sign_in(tmp_path, monkeypatch, capsys, container):  # noqa: F811

@@ -6,8 +6,11 @@ Databricks/Synapse reads them as `abfss://...`) and `python -m lakerec.jobs.down
 The modules, from the pure decisions out to the network:
 
 - `plan`: what to send, skip and verify, from two listings; no I/O, so tested as values.
+- `blocks`: how a large file is cut into blocks, their ids, and which blocks an interrupted
+  upload already staged (so a re-run sends only the rest); no I/O either.
 - `local`: listing and hashing the local folder.
-- `auth`: which credentials to use, and redacting their secrets from messages.
+- `auth`: which credentials to use, refusing a malformed connection string or account key
+  before any request, and redacting their secrets from messages.
 - `transport`: the Azure SDK client, listing the container, moving one file (the block
   upload lives here), and each SDK error as one clear line.
 - `folder`: `upload_folder` and `download_folder`, which tie the others together.
@@ -16,6 +19,7 @@ The names below are the package's interface; import them from `lakerec.blob`.
 """
 
 from lakerec.blob.auth import ACCOUNT_URL_ENV, CONNECTION_STRING_ENV, BlobAuth, redact, resolve_auth, strip_query
+from lakerec.blob.blocks import Block, BlockPlan, block_id, block_layout, plan_blocks
 from lakerec.blob.folder import download_folder, upload_folder
 from lakerec.blob.local import list_local, md5_file, stat_local
 from lakerec.blob.plan import (
@@ -54,6 +58,8 @@ __all__ = [
     "PARTIAL_SUFFIX",
     "BlobAuth",
     "BlobError",
+    "Block",
+    "BlockPlan",
     "LocalFile",
     "Plan",
     "RemoteBlob",
@@ -61,6 +67,8 @@ __all__ = [
     "TransferOptions",
     "TransferSummary",
     "blob_name",
+    "block_id",
+    "block_layout",
     "check_container_name",
     "download_file",
     "download_folder",
@@ -73,6 +81,7 @@ __all__ = [
     "local_path",
     "md5_file",
     "normalize_prefix",
+    "plan_blocks",
     "plan_download",
     "plan_upload",
     "redact",

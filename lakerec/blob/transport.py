@@ -2,9 +2,9 @@
 
 Uploads set the blob's Content-MD5 to the file's MD5, because Azure stores no MD5 of its own
 for a blob uploaded in blocks. An interrupted block upload commits nothing (uncommitted
-blocks are invisible), and downloads are written to a `.partial` file that is renamed only
-once its MD5 has been checked, so neither side is ever left with a file that looks complete
-but is not.
+blocks are invisible; the next run finds them and sends only the rest), and downloads are
+written to a `.partial` file that is renamed only once its MD5 has been checked, so neither
+side is ever left with a file that looks complete but is not.
 
 The Azure SDK is imported inside the functions that use it, so that importing `lakerec.blob`
 (the jobs' `--help`, the planning tests) does not load it.
@@ -15,12 +15,15 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable
 
-from lakerec.blob.auth import CONNECTION_STRING_ENV, BlobAuth, redact, strip_query
+from lakerec.blob.auth import CONNECTION_STRING_ENV, CONNECTION_STRING_SHAPE, WHERE_KEYS, BlobAuth, redact, strip_query
+from lakerec.blob.blocks import Block, BlockPlan, block_layout, plan_blocks
 from lakerec.blob.local import md5_file
-from lakerec.blob.plan import RemoteBlob, Transfer
+from lakerec.blob.plan import RemoteBlob, Transfer, human_bytes
 from lakerec.errors import LakeRecError
 
 # One logger for the whole package, so every line reads "[lakerec.blob]" as before the split.
@@ -45,7 +48,8 @@ class TransferOptions:
     retries: int = 5  # ExponentialRetry attempts per request
     retry_backoff: float = 2.0  # seconds before the first retry
     # Files larger than single_put_size go up in blocks of block_size, blob_concurrency at a
-    # time; a failed request then costs one block, not the whole file.
+    # time; a failed request then costs one block, and an interrupted run the blocks it had
+    # not staged yet, not the whole file.
     block_size: int = 8 * 1024 * 1024
     single_put_size: int = 8 * 1024 * 1024
     chunk_size: int = 8 * 1024 * 1024  # download chunk size
@@ -116,7 +120,7 @@ def service_client(auth: BlobAuth, options: TransferOptions):
     except ValueError as e:
         raise BlobError(
             f"cannot use the storage credentials: {redact(str(e), auth.secrets())} (check {CONNECTION_STRING_ENV}: "
-            "it looks like DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;EndpointSuffix=core.windows.net)"
+            f"it looks like {CONNECTION_STRING_SHAPE})"
         ) from None
 
 
@@ -155,6 +159,9 @@ def translate_error(e: Exception, *, action: str, auth: BlobAuth, where: str) ->
     first = redact(_first_line(e), secrets)
     code = error_code(e)
     if isinstance(e, ClientAuthenticationError) and getattr(e, "response", None) is None:
+        if auth.connection_string:  # the SDK could not sign the request with the key it was given
+            return BlobError(f"cannot sign requests to {where} with the {auth.credential} in {CONNECTION_STRING_ENV} "
+                             f"({first}): copy it again from {WHERE_KEYS}")
         return BlobError(
             f"no Azure credential could sign in for {where} ({first}): run `az login`, use a managed identity, "
             f"or set {CONNECTION_STRING_ENV} instead"
@@ -167,13 +174,30 @@ def translate_error(e: Exception, *, action: str, auth: BlobAuth, where: str) ->
     if isinstance(e, ResourceNotFoundError) and code == "ContainerNotFound":
         return BlobError(f"container not found at {where}: check --container (and the account)")
     if isinstance(e, HttpResponseError) and e.status_code in (401, 403):
-        return BlobError(
-            f"{action} refused by {where} ({code or e.status_code}): check the account key in "
-            f"{CONNECTION_STRING_ENV}, or give the signed-in identity the 'Storage Blob Data Contributor' role"
-        )
+        return BlobError(f"{action} refused by {where} ({code or e.status_code}): {_refusal_hint(auth, code)}")
     status = getattr(e, "status_code", None)
     detail = f"HTTP {status} {code}" if status else first
     return BlobError(f"{action} failed at {where}: {detail}")
+
+
+def _refusal_hint(auth: BlobAuth, code: str | None) -> str:
+    """What a 401/403 means for the credential that was used, and what to do about it."""
+    if auth.credential == "account key":
+        if code == "AuthenticationFailed":  # the signature does not verify: not this account's key
+            return (f"the account key in {CONNECTION_STRING_ENV} is not a key of account {auth.account_name} (or it "
+                    f"was rotated): copy key1 or key2 again from {WHERE_KEYS}")
+        return (f"the account key in {CONNECTION_STRING_ENV} is wrong, or the account's firewall does not admit this "
+                "machine's address (Azure portal > storage account > Networking)")
+    if auth.credential == "SAS token":
+        return (f"the SAS token in {CONNECTION_STRING_ENV} has expired, is not valid for this account, or lacks the "
+                "permissions (read and list to download; also add, create and write to upload)")
+    if auth.credential == "no credential":
+        return f"{CONNECTION_STRING_ENV} has neither AccountKey= nor SharedAccessSignature=: add one"
+    if code in ("AuthenticationFailed", "InvalidAuthenticationInfo"):
+        return ("the Azure AD token was not accepted (it is for another tenant, or expired): sign in again with "
+                "`az login --tenant TENANT`, TENANT being the storage account's")
+    return ("the signed-in identity lacks the 'Storage Blob Data Contributor' role on the account (a new role "
+            "assignment takes a few minutes), or the account's firewall does not admit this machine's address")
 
 
 def describe_failure(t: Transfer, e: Exception, *, action: str, auth: BlobAuth, where: str) -> str:
@@ -266,43 +290,95 @@ def list_container(container_client, prefix: str, *, auth: BlobAuth, where: str,
 def upload_file(container_client, t: Transfer, options: TransferOptions, hook: ProgressHook) -> None:
     """Upload one file to its blob, with the file's MD5 as the blob's Content-MD5.
 
-    This is the one place blocks are staged and committed: a file larger than
-    `options.single_put_size` goes up in blocks of `options.block_size`,
-    `options.blob_concurrency` at a time, and becomes visible only when its block list is
-    committed, so an interrupted upload leaves the old blob (or none), never half a file.
+    A file of up to `options.single_put_size` goes up in one request. A larger one goes up
+    in blocks of `options.block_size`, `options.blob_concurrency` at a time, and becomes
+    visible only when its block list is committed, so an interrupted upload leaves the old
+    blob (or none), never half a file. The blocks it did stage stay on the blob, uncommitted:
+    their ids name their bytes (see `lakerec.blob.blocks`), so the next run sends only the
+    blocks that are not there yet.
 
     Args:
         container_client: the container's `ContainerClient`.
         t: the transfer; `t.md5` is the file's MD5 when planning already computed it.
-        options: the number of connections for this blob.
+        options: block size and the number of connections for this blob.
         hook: the SDK progress hook, called as bytes go up.
 
     Raises:
-        OSError: the file cannot be read; azure.core.exceptions.AzureError: Azure refused.
+        BlobError: the file changed while it was uploaded; LakeRecError: it needs more blocks
+            than Azure allows; OSError: it cannot be read; azure.core.exceptions.AzureError:
+            Azure refused.
     """
-    from azure.core.exceptions import HttpResponseError
-    from azure.storage.blob import ContentSettings
+    from azure.storage.blob import BlobBlock, ContentSettings
 
+    before = os.stat(t.path)
     md5 = t.md5 or md5_file(t.path)  # a streaming pass: the blob's Content-MD5 for later runs
-
-    def put() -> None:
+    settings = ContentSettings(content_md5=bytearray(md5))
+    if t.size <= options.single_put_size:
         with open(t.path, "rb") as fh:
-            container_client.upload_blob(
-                t.blob, fh, length=t.size, overwrite=True,
-                content_settings=ContentSettings(content_md5=bytearray(md5)),
-                max_concurrency=options.blob_concurrency, progress_hook=hook,
-            )
+            container_client.upload_blob(t.blob, fh, length=t.size, overwrite=True, content_settings=settings,
+                                         progress_hook=hook)
+        return
+    blob_client = container_client.get_blob_client(t.blob)
+    plan = plan_blocks(block_layout(t.size, options.block_size, md5), _uncommitted_blocks(blob_client))
+    if plan.discard_staged:
+        # Committing an empty block list discards all uncommitted blocks (and empties the
+        # blob, which this upload replaces anyway).
+        log.info("discarding uncommitted blocks of %s left by another tool", t.blob)
+        blob_client.commit_block_list([])
+    elif plan.bytes_staged:
+        log.info("resuming %s: %d of %d blocks (%s) already staged, sending the other %d (%s)", t.blob,
+                 len(plan.blocks) - len(plan.to_send), len(plan.blocks), human_bytes(plan.bytes_staged),
+                 len(plan.to_send), human_bytes(plan.bytes_to_send))
+    _stage_blocks(blob_client, t, plan, options, hook)
+    after = os.stat(t.path)
+    if {before.st_size, after.st_size} != {t.size} or after.st_mtime_ns != before.st_mtime_ns:
+        # Its blocks would not match the MD5 in their ids and in the blob's Content-MD5.
+        raise _changed_while_uploading(t)
+    blob_client.commit_block_list([BlobBlock(b.id) for b in plan.blocks], content_settings=settings)
+
+
+def _changed_while_uploading(t: Transfer) -> BlobError:
+    return BlobError(f"{t.rel} changed while it was uploaded, so it was not committed: run again once it is final")
+
+
+def _uncommitted_blocks(blob_client) -> dict[str, int]:
+    """The blob's staged, uncommitted blocks, size by id (none when there is no blob at all)."""
+    from azure.core.exceptions import ResourceNotFoundError
 
     try:
-        put()
-    except HttpResponseError as e:
-        if error_code(e) != "InvalidBlobOrBlock":
+        _committed, uncommitted = blob_client.get_block_list("uncommitted")
+    except ResourceNotFoundError:
+        return {}
+    return {b.id: b.size for b in uncommitted}
+
+
+def _stage_blocks(blob_client, t: Transfer, plan: BlockPlan, options: TransferOptions, hook: ProgressHook) -> None:
+    """Stage the plan's missing blocks, `options.blob_concurrency` at a time; stop at the first failure."""
+    lock = threading.Lock()
+    done = [plan.bytes_staged]
+    hook(done[0], t.size)
+
+    def send(b: Block) -> None:
+        with open(t.path, "rb") as fh:
+            fh.seek(b.offset)
+            data = fh.read(b.length)
+        if len(data) != b.length:
+            raise _changed_while_uploading(t)
+        # validate_content: Azure checks each block's bytes against their MD5 as they arrive.
+        blob_client.stage_block(b.id, data, length=b.length, validate_content=True)
+        with lock:
+            done[0] += b.length
+            hook(done[0], t.size)
+
+    with ThreadPoolExecutor(max_workers=options.blob_concurrency) as pool:
+        futures = [pool.submit(send, b) for b in plan.to_send]
+        try:
+            for fut in as_completed(futures):
+                fut.result()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()  # the blocks in flight finish; the rest are left to the next run
             raise
-        # Uncommitted blocks of another tool, with block ids of another length, block ours.
-        # Committing an empty block list discards them; the upload then starts afresh.
-        log.info("discarding uncommitted blocks of %s left by an earlier upload", t.blob)
-        container_client.get_blob_client(t.blob).commit_block_list([])
-        put()
 
 
 def download_file(container_client, t: Transfer, options: TransferOptions, hook: ProgressHook) -> None:

@@ -9,7 +9,8 @@ or, signed in with `az login` / a managed identity (role: Storage Blob Data Cont
         --account-url https://ACCOUNT.blob.core.windows.net
 
 A blob whose size and MD5 already match its local file is skipped, so re-running after an
-interruption uploads only what is missing. The container is created if it does not exist.
+interruption uploads only what is missing; a large file cut off part way sends only the
+blocks it had not staged yet. The container is created if it does not exist.
 Spark then reads the files as abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX.
 """
 
