@@ -221,6 +221,9 @@ def test_summary_line():
                             "date (512 B), in 1.5s (2.0 MiB/s)")
     assert blob.TransferSummary("upload", 0, 4, 0, 2048, 0.3).describe() == (
         "upload: 0 files uploaded (0 B), 4 skipped as up to date (2.0 KiB), in 0.3s")
+    resumed = blob.TransferSummary("upload", 1, 0, 3 * MiB, 0, 2.0, {"new": 1}, bytes_resumed=2 * MiB)
+    assert resumed.describe() == ("upload: 1 files uploaded (3.0 MiB, 2.0 MiB of it staged by an earlier run; "
+                                  "1 new), 0 skipped as up to date (0 B), in 2.0s (512.0 KiB/s)")  # rate of what was sent
 
 
 def test_redact_removes_keys_and_sas():
@@ -389,8 +392,9 @@ def test_an_interrupted_upload_sends_only_the_missing_blocks(tmp_path, azurite, 
 
     again, stored = recording_service(azurite)
     s = blob.upload_folder(again, auth, tmp_path / "raw", container, "", options)
-    assert (s.transferred, s.skipped) == (1, 0)
+    assert (s.transferred, s.skipped, s.bytes_transferred) == (1, 0, len(data))
     assert len(stored) == 11 - 4 and sum(stored) == len(data) - sum(b.size for b in staged)
+    assert s.bytes_resumed == sum(b.size for b in staged)
     assert len(big.get_block_list("committed")[0]) == 11
     assert bytes(big.get_blob_properties().content_settings.content_md5) == md5(data)
     assert md5(big.download_blob().readall()) == md5(data)
@@ -405,6 +409,7 @@ def test_an_interrupted_upload_sends_only_the_missing_blocks(tmp_path, azurite, 
     again, stored = recording_service(azurite)
     s = blob.upload_folder(again, auth, tmp_path / "raw", container, "", options)
     assert s.reasons == {"content differs": 1} and len(stored) == 11 and sum(stored) == len(final)
+    assert s.bytes_resumed == 0
     assert big.download_blob().readall() == final
     assert bytes(big.get_blob_properties().content_settings.content_md5) == md5(final)
 

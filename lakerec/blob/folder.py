@@ -127,18 +127,21 @@ def download_folder(service, auth: BlobAuth, container: str, out: Path, prefix: 
                       options, auth, where, start)
 
 
-def _carry_out(direction: str, plan: Plan, move: Callable[[Transfer, ProgressHook], None],
+def _carry_out(direction: str, plan: Plan, move: Callable[[Transfer, ProgressHook], int | None],
                options: TransferOptions, auth: BlobAuth, where: str, start: float) -> TransferSummary:
-    """Move the plan's files in parallel, then fail naming the failures or log the summary."""
-    failures = _run_pool(plan, move, direction, options,
-                         lambda t, e: describe_failure(t, e, action=direction, auth=auth, where=where))
+    """Move the plan's files in parallel, then fail naming the failures or log the summary.
+
+    `move` returns the bytes of the file an earlier run had already staged (upload) or None.
+    """
+    failures, resumed = _run_pool(plan, move, direction, options,
+                                  lambda t, e: describe_failure(t, e, action=direction, auth=auth, where=where))
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise BlobError(
             f"{len(failures)} of {len(plan.transfers)} files failed to {direction}: {failures[0]}{more}; "
             "run the same command again to retry them (finished files are skipped)"
         )
-    summary = summarize(direction, plan, time.monotonic() - start)
+    summary = summarize(direction, plan, time.monotonic() - start, resumed)
     log.info(summary.describe())
     return summary
 
@@ -198,18 +201,23 @@ def _hash_all(files: list[LocalFile], options: TransferOptions, desc: str) -> di
         bar.close()
 
 
-def _run_pool(plan: Plan, work: Callable[[Transfer, ProgressHook], None], desc: str, options: TransferOptions,
-              describe_error: Callable[[Transfer, Exception], str]) -> list[str]:
-    """Run `work` over the plan's transfers in a thread pool; return one message per failure."""
+def _run_pool(plan: Plan, work: Callable[[Transfer, ProgressHook], int | None], desc: str, options: TransferOptions,
+              describe_error: Callable[[Transfer, Exception], str]) -> tuple[list[str], int]:
+    """Run `work` over the plan's transfers in a thread pool.
+
+    Returns:
+        One message per failure, and the sum of what `work` returned (bytes not sent again).
+    """
     bar = _Progress(plan.bytes_to_transfer, desc, options.progress)
     failures: list[str] = []
+    resumed = 0
     pool = ThreadPoolExecutor(max_workers=options.workers)
     try:
         futures = {pool.submit(work, t, bar.hook(t.rel)): t for t in plan.transfers}
         for fut in as_completed(futures):
             t = futures[fut]
             try:
-                fut.result()
+                resumed += fut.result() or 0
                 log.debug("%s %s (%s)", desc, t.rel, t.reason)
             except Exception as e:  # one file failing must not stop the others: the re-run resumes
                 failures.append(describe_error(t, e))
@@ -219,4 +227,4 @@ def _run_pool(plan: Plan, work: Callable[[Transfer, ProgressHook], None], desc: 
     finally:
         pool.shutdown(wait=True)
         bar.close()
-    return failures
+    return failures, resumed

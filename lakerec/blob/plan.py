@@ -82,27 +82,33 @@ class TransferSummary:
     bytes_skipped: int
     seconds: float
     reasons: Mapping[str, int] = field(default_factory=dict)
+    # Bytes of the transferred files an interrupted earlier run had already staged as blocks,
+    # so this run did not send them again (part of bytes_transferred).
+    bytes_resumed: int = 0
 
     def describe(self) -> str:
         """The closing line a person reads: files and bytes moved and skipped, why, and how fast."""
         verb = "uploaded" if self.direction == "upload" else "downloaded"
-        rate = self.bytes_transferred / self.seconds if self.seconds > 0 else 0.0
+        sent = self.bytes_transferred - self.bytes_resumed
+        rate = sent / self.seconds if self.seconds > 0 else 0.0
         why = ", ".join(f"{n} {r}" for r, n in sorted(self.reasons.items()))
+        resumed = f", {human_bytes(self.bytes_resumed)} of it staged by an earlier run" if self.bytes_resumed else ""
         return (
-            f"{self.direction}: {self.transferred} files {verb} ({human_bytes(self.bytes_transferred)}"
+            f"{self.direction}: {self.transferred} files {verb} ({human_bytes(self.bytes_transferred)}{resumed}"
             f"{'; ' + why if why else ''}), {self.skipped} skipped as up to date "
             f"({human_bytes(self.bytes_skipped)}), in {self.seconds:.1f}s"
-            + (f" ({human_bytes(rate)}/s)" if self.bytes_transferred else "")
+            + (f" ({human_bytes(rate)}/s)" if sent else "")
         )
 
 
-def summarize(direction: str, plan: Plan, seconds: float) -> TransferSummary:
+def summarize(direction: str, plan: Plan, seconds: float, bytes_resumed: int = 0) -> TransferSummary:
     """The summary of a run that carried out `plan` in `seconds`.
 
     Args:
         direction: "upload" or "download".
         plan: the plan that was carried out in full.
         seconds: how long the run took, listing and hashing included.
+        bytes_resumed: bytes an earlier, interrupted run had already staged, not sent again.
 
     Returns:
         The counts and bytes of the plan, with the number of transfers for each reason.
@@ -111,7 +117,7 @@ def summarize(direction: str, plan: Plan, seconds: float) -> TransferSummary:
     for t in plan.transfers:
         reasons[t.reason] = reasons.get(t.reason, 0) + 1
     return TransferSummary(direction, len(plan.transfers), len(plan.skipped), plan.bytes_to_transfer,
-                           plan.bytes_skipped, seconds, reasons)
+                           plan.bytes_skipped, seconds, reasons, bytes_resumed)
 
 
 def human_bytes(n: float) -> str:

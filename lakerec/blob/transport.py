@@ -287,7 +287,7 @@ def list_container(container_client, prefix: str, *, auth: BlobAuth, where: str,
 # ---------------------------------------------------------------------------------------
 
 
-def upload_file(container_client, t: Transfer, options: TransferOptions, hook: ProgressHook) -> None:
+def upload_file(container_client, t: Transfer, options: TransferOptions, hook: ProgressHook) -> int:
     """Upload one file to its blob, with the file's MD5 as the blob's Content-MD5.
 
     A file of up to `options.single_put_size` goes up in one request. A larger one goes up
@@ -303,6 +303,9 @@ def upload_file(container_client, t: Transfer, options: TransferOptions, hook: P
         options: block size and the number of connections for this blob.
         hook: the SDK progress hook, called as bytes go up.
 
+    Returns:
+        The bytes an earlier, interrupted upload had already staged, which were not sent again.
+
     Raises:
         BlobError: the file changed while it was uploaded; LakeRecError: it needs more blocks
             than Azure allows; OSError: it cannot be read; azure.core.exceptions.AzureError:
@@ -317,7 +320,7 @@ def upload_file(container_client, t: Transfer, options: TransferOptions, hook: P
         with open(t.path, "rb") as fh:
             container_client.upload_blob(t.blob, fh, length=t.size, overwrite=True, content_settings=settings,
                                          progress_hook=hook)
-        return
+        return 0
     blob_client = container_client.get_blob_client(t.blob)
     plan = plan_blocks(block_layout(t.size, options.block_size, md5), _uncommitted_blocks(blob_client))
     if plan.discard_staged:
@@ -335,6 +338,7 @@ def upload_file(container_client, t: Transfer, options: TransferOptions, hook: P
         # Its blocks would not match the MD5 in their ids and in the blob's Content-MD5.
         raise _changed_while_uploading(t)
     blob_client.commit_block_list([BlobBlock(b.id) for b in plan.blocks], content_settings=settings)
+    return plan.bytes_staged
 
 
 def _changed_while_uploading(t: Transfer) -> BlobError:
