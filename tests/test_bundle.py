@@ -37,8 +37,11 @@ ROOT_FILE = REPO / "databricks.yml"
 PIPELINE = "lakerec_pipeline"
 PIPELINE_ORDER = ["ingest", "filter", "impressions", "train", "evaluate", "rank", "recommend"]
 GPU_TASKS = {"train", "evaluate", "rank", "recommend"}
-CPU_RUNTIME = "16.4.x-cpu-ml-scala2.12"
-GPU_RUNTIME = "16.4.x-gpu-ml-scala2.12"
+TARGETS = ["dev", "staging", "prod"]
+RUNTIME_FILE = REPO / "conf" / "databricks" / "runtime.yml"  # what the runtime ships, what we install on top
+_RUNTIME = yaml.safe_load(RUNTIME_FILE.read_text())
+CPU_RUNTIME = _RUNTIME["spark_versions"]["cpu"]
+GPU_RUNTIME = _RUNTIME["spark_versions"]["gpu"]
 KEYED_LISTS = {"tasks": "task_key", "job_clusters": "job_cluster_key", "environments": "environment_key"}
 # What ${workspace.*} and ${bundle.*} resolve to when task parameters are parsed here. The
 # bundle syncs the repository to workspace.file_path, so that maps to the repository root.
@@ -47,7 +50,11 @@ WORKSPACE = {
     "workspace.current_user.short_name": "jdoe",
     "workspace.current_user.userName": "jdoe@example.com",
     "bundle.name": "lakerec",
+    "bundle.git.commit": "0123456789abcdef0123456789abcdef01234567",
 }
+# What a deploy passes for the variables without a default (.github/workflows/bundle.yml sets
+# BUNDLE_VAR_<name> for each; tests/test_workflows.py checks that it does).
+DEPLOY_VARS = {"notification_email": "ml-alerts@example.com", "service_principal": "00000000-aaaa-bbbb-cccc-000000000000"}
 
 
 # --------------------------------------------------------------------------- loading and merging
@@ -147,17 +154,28 @@ def _lookup(ref: str, refs: dict[str, str]) -> str:
     return str(refs[ref])
 
 
-def references(config: dict, target: str, workspace: dict[str, str] = WORKSPACE) -> dict[str, str]:
-    """Every ${...} a target's configuration may use, resolved: var.*, workspace.*, bundle.*."""
+def references(config: dict, target: str, workspace: dict[str, str] = WORKSPACE,
+               given: dict[str, str] = DEPLOY_VARS) -> dict[str, str]:
+    """Every ${...} a target's configuration may use, resolved: var.*, workspace.*, bundle.*, and
+    resources.<kind>.<key>.<field> for each resource's own (scalar) fields.
+
+    A variable's value is the target's (or the declared) default, else what the deploy passes (given).
+    """
     refs = {**workspace, "bundle.target": target}
-    missing = [n for n, spec in config["variables"].items() if spec.get("default") is None]
+    values = {n: spec.get("default", given.get(n)) for n, spec in config["variables"].items()}
+    missing = [n for n, value in values.items() if value is None]
     assert not missing, f"variables without a value in target {target}: {missing}"
-    refs.update({f"var.{n}": str(spec["default"]) for n, spec in config["variables"].items()})
+    refs.update({f"var.{n}": str(value) for n, value in values.items()})
+    for kind, items in config.get("resources", {}).items():
+        for key, resource in items.items():
+            refs.update({f"resources.{kind}.{key}.{field}": str(value) for field, value in resource.items()
+                         if isinstance(value, (str, int, float))})
     return {k: resolve(v, refs) for k, v in refs.items()}
 
 
-def variable_values(config: dict, target: str, workspace: dict[str, str] = WORKSPACE) -> dict[str, str]:
-    refs = references(config, target, workspace)
+def variable_values(config: dict, target: str, workspace: dict[str, str] = WORKSPACE,
+                    given: dict[str, str] = DEPLOY_VARS) -> dict[str, str]:
+    refs = references(config, target, workspace, given)
     return {k[4:]: v for k, v in refs.items() if k.startswith("var.")}
 
 
@@ -210,12 +228,27 @@ def bundle():
 # --------------------------------------------------------------------------- tests: schema and targets
 
 def test_every_target_merges_and_validates_against_the_bundle_schema(bundle, validator):
-    assert set(bundle["targets"]) == {"dev", "prod"}
+    assert list(bundle["targets"]) == TARGETS
     assert schema_errors(validator, bundle) == []
     for target in bundle["targets"]:
         config = target_config(bundle, target)
         assert schema_errors(validator, config) == [], target
         assert jobs_of(config), f"{target} deploys no job"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_reference_in_a_target_resolves(bundle, target):
+    """What `databricks bundle validate` reports as an unknown reference: nothing is left unresolved."""
+    config = target_config(bundle, target)
+    resolved = resolve(config, references(config, target))
+    left = re.findall(r"\$\{[^}]*\}", yaml.safe_dump(resolved))
+    assert left == [], left
+    # ... and a misspelt resource reference would be caught.
+    broken = copy.deepcopy(config)
+    broken["resources"]["jobs"][PIPELINE]["tasks"][0]["python_wheel_task"]["parameters"][3] = \
+        "${resources.schemas.lakerc.name}"
+    with pytest.raises(AssertionError, match="lakerc"):
+        resolve(broken, references(broken, target))
 
 
 def test_the_validator_rejects_a_broken_bundle(bundle, validator):
@@ -236,7 +269,8 @@ def test_the_validator_rejects_a_broken_bundle(bundle, validator):
 
 def test_databricks_yml_holds_only_bundle_include_variables_targets(bundle):
     root = load_yaml(ROOT_FILE)
-    assert set(root) == {"bundle", "include", "variables", "targets"}
+    # `experimental` holds one bundle-wide switch (skip_name_prefix_for_schema), which no target can set.
+    assert set(root) == {"bundle", "include", "experimental", "variables", "targets"}
     assert root["bundle"]["name"] == "lakerec"
     for name, spec in root["variables"].items():
         assert isinstance(spec, dict) and spec.get("description", "").strip(), f"variable {name} has no description"
@@ -271,12 +305,25 @@ def test_prod_is_production_with_root_path_run_as_and_permissions(bundle):
     assert values["schema"] == "aliccp"  # a fixed, shared schema
 
 
+def test_staging_is_production_mode_beside_prod_with_its_own_schema_and_experiment(bundle):
+    staging, prod = bundle["targets"]["staging"], bundle["targets"]["prod"]
+    assert staging["mode"] == "production" and not staging.get("default")
+    for key in ("run_as", "permissions"):
+        assert staging[key] == prod[key], key  # deployed and run by the same kind of service principal
+    paths = {t: resolve(bundle["targets"][t]["workspace"]["root_path"], {**WORKSPACE, "bundle.target": t})
+             for t in ("staging", "prod")}
+    assert paths["staging"] != paths["prod"] and all(p.startswith("/Workspace/Shared/") for p in paths.values())
+    values = {t: variable_values(target_config(bundle, t), t) for t in TARGETS}
+    for name in ("schema", "experiment"):  # no two targets write the same tables or runs
+        assert len({values[t][name] for t in TARGETS}) == 3, name
+
+
 # --------------------------------------------------------------------------- tests: serving
 
 SERVING = "lakerec_recommender"
 
 
-@pytest.mark.parametrize("target", ["dev", "prod"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_the_serving_endpoint_serves_the_recommender_version_the_deploy_passes(bundle, validator, target):
     config = target_config(bundle, target)
     endpoint = config["resources"]["model_serving_endpoints"][SERVING]
@@ -441,7 +488,7 @@ def run_entry_point(monkeypatch, entry_point: str, argv: list[str]):
     raise AssertionError(f"{entry_point} returned without building a config")
 
 
-@pytest.mark.parametrize("target", ["dev", "prod"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_task_parameters_parse_with_the_jobs_parsers_into_the_target_config(bundle, target, monkeypatch):
     config = target_config(bundle, target)
     values = variable_values(config, target)
@@ -452,15 +499,18 @@ def test_task_parameters_parse_with_the_jobs_parsers_into_the_target_config(bund
         cfg = run_entry_point(monkeypatch, wheel_task["entry_point"], wheel_task["parameters"])
         assert cfg.target == "databricks"
         assert cfg.database == database, task["task_key"]
-        assert cfg.lake == f"{values['lake_root']}/{values['schema']}"
+        assert cfg.lake == f"/Volumes/{values['catalog']}/{values['schema']}/lake"  # the bundle's lake volume
         assert cfg.spark.master is None and cfg.spark.local_metastore is False
         assert cfg.tracking_uri == "databricks"
-        assert cfg.mlflow.experiment == values["experiment"]
+        if "--experiment" in wheel_task["parameters"]:  # ingest, filter, impressions log no runs
+            assert cfg.mlflow.experiment == values["experiment"], task["task_key"]
         if task["task_key"] == "ingest":
             assert cfg.raw == values["raw_path"]
-    # Each target's schema is its own: dev and prod never write the same tables.
-    other = "dev" if target == "prod" else "prod"
-    assert values["schema"] != variable_values(target_config(bundle, other), other)["schema"]
+    registered = {t["task_key"]: t["python_wheel_task"]["parameters"] for t in job["tasks"]}
+    flag = registered["rank"].index("--registered-ranker")
+    assert registered["rank"][flag + 1] == f"{database}.{values['ranker_name']}"
+    flag = registered["train"].index("--registered-model")
+    assert registered["train"][flag + 1] == f"{database}.{values['model_name']}"
 
 
 def notebook_parameter_defaults(path: Path) -> dict[str, str]:
@@ -473,7 +523,7 @@ def notebook_parameter_defaults(path: Path) -> dict[str, str]:
     raise AssertionError(f"{path}: no parameters(...) call")
 
 
-@pytest.mark.parametrize("target", ["dev", "prod"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_notebook_job_passes_widgets_the_notebook_declares_and_registers_in_unity_catalog(bundle, target):
     from lakerec import notebook
 
@@ -548,3 +598,122 @@ def test_wheel_builds_with_the_entry_points_sql_files_and_no_runtime_dependencie
     requires = re.findall(r"^Requires-Dist: (.+)$", metadata, re.M)
     assert requires and all('extra == "local"' in r for r in requires), requires  # nothing for Databricks
     assert any(r.startswith("pyspark==") for r in requires)  # the local extra is requirements.txt
+
+
+# --------------------------------------------------------------------------- tests: the objects the bundle owns
+
+CATALOG_FILE = REPO / "resources" / "lakerec.catalog.yml"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_bundle_owns_the_schema_volumes_experiment_and_models_the_tasks_use(bundle, target, monkeypatch):
+    config = target_config(bundle, target)
+    values = variable_values(config, target)
+    res = resolve(config["resources"], references(config, target))
+    (schema,) = res["schemas"].values()
+    assert (schema["catalog_name"], schema["name"]) == (values["catalog"], values["schema"])
+    database = f"{schema['catalog_name']}.{schema['name']}"
+    volumes = {v["name"]: f"/Volumes/{v['catalog_name']}/{v['schema_name']}/{v['name']}" for v in res["volumes"].values()}
+    assert set(volumes) == {"raw", "lake"}
+    assert all(v["schema_name"] == schema["name"] for v in res["volumes"].values())
+    assert values["raw_path"] == volumes["raw"]  # by default ingest reads the schema's own raw volume
+    (experiment,) = res["experiments"].values()
+    models = {m["name"]: f"{m['catalog_name']}.{m['schema_name']}.{m['name']}" for m in res["registered_models"].values()}
+    assert set(models) == {values["model_name"], values["ranker_name"], values["recommender_name"]}
+    for task in res["jobs"][PIPELINE]["tasks"]:
+        cfg = run_entry_point(monkeypatch, task["python_wheel_task"]["entry_point"], task["python_wheel_task"]["parameters"])
+        assert cfg.database == database and cfg.lake == volumes["lake"], task["task_key"]
+        if "--experiment" in task["python_wheel_task"]["parameters"]:
+            assert cfg.mlflow.experiment == experiment["name"], task["task_key"]
+    (entity,) = res["model_serving_endpoints"][SERVING]["config"]["served_entities"]
+    assert entity["entity_name"] == models[values["recommender_name"]]
+
+
+def test_jobs_take_names_from_the_resources_not_from_the_variables():
+    """In development mode the CLI renames the models and the experiment; ${resources.*} follows, ${var.*} would not."""
+    for path in sorted((REPO / "resources").glob("*.yml")):
+        if path == CATALOG_FILE:
+            continue
+        text = path.read_text()
+        for var in ("catalog", "schema}.", "experiment", "model_name", "ranker_name", "recommender_name"):
+            assert f"${{var.{var}" not in text, f"{path.name} names an object with ${{var.{var}...}}"
+
+
+def test_readme_deploy_section_runs_no_sql_for_what_the_bundle_declares():
+    section = _readme_section("## Deploy to Azure Databricks")
+    sql = "\n".join(re.findall(r"```sql\n(.*?)```", section, re.S)).upper()
+    assert not re.findall(r"^\s*CREATE\s+(?:SCHEMA|VOLUME|MODEL)\b", sql, re.M), sql
+    assert not re.findall(r"\bON\s+(?:SCHEMA|VOLUME|MODEL)\b", sql), sql  # grants: the schema resource's
+    assert "resources/lakerec.catalog.yml" in section
+
+
+# --------------------------------------------------------------------------- tests: schedule, notifications, commit
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_jobs_mail_failures_to_the_notification_variable_and_the_pipeline_is_scheduled(bundle, target):
+    root = load_yaml(ROOT_FILE)["variables"]["notification_email"]
+    assert root["description"].strip() and "default" not in root  # staging and prod must pass it
+    config = target_config(bundle, target)
+    values = variable_values(config, target)
+    for name, job in resolve(jobs_of(config), references(config, target)).items():
+        assert job["email_notifications"]["on_failure"] == [values["notification_email"]], name
+    schedule = jobs_of(config)[PIPELINE]["schedule"]
+    assert schedule["timezone_id"] == "UTC" and schedule["quartz_cron_expression"].split()[-1] == "SUN"
+    # Prod runs on its schedule; staging is run by the workflow on every push (its preset pauses
+    # every trigger); development mode pauses them by itself.
+    paused = config.get("presets", {}).get("trigger_pause_status", schedule["pause_status"])
+    assert paused == {"prod": "UNPAUSED", "staging": "PAUSED", "dev": "UNPAUSED"}[target]
+    assert bundle["targets"][target].get("mode") == ("development" if target == "dev" else "production")
+    if target == "dev":
+        assert values["notification_email"] == WORKSPACE["workspace.current_user.userName"]
+    else:
+        assert values["notification_email"] == DEPLOY_VARS["notification_email"]
+
+
+def test_every_job_cluster_passes_the_deployed_commit_which_the_training_runs_log(bundle, monkeypatch):
+    from lakerec.config import load_config
+    from lakerec.retrieval import tracking
+
+    config = target_config(bundle, "prod")
+    for name, job in jobs_of(config).items():
+        for cluster in job["job_clusters"]:
+            env = cluster["new_cluster"]["spark_env_vars"]
+            assert env[tracking.GIT_COMMIT_ENV] == "${bundle.git.commit}", (name, cluster["job_cluster_key"])
+    cfg = load_config(REPO / "conf" / "databricks.yml", database="lakerec.aliccp")
+    monkeypatch.setenv(tracking.GIT_COMMIT_ENV, WORKSPACE["bundle.git.commit"])
+    tags = tracking.provenance_tags(cfg)
+    assert tags[tracking.TAG_GIT_COMMIT] == WORKSPACE["bundle.git.commit"]
+    assert tags[tracking.TAG_GIT_DIRTY] == "unknown"  # the deploy's working tree is not known
+    monkeypatch.delenv(tracking.GIT_COMMIT_ENV)
+    commit, _ = tracking.git_commit()  # a checkout: its own HEAD
+    assert commit != WORKSPACE["bundle.git.commit"]
+
+
+# --------------------------------------------------------------------------- tests: runtime compatibility
+
+def _readme_section(heading: str) -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index(heading + "\n")
+    end = text.find("\n## ", start + len(heading))
+    return text[start:end if end != -1 else None]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    return dict(re.match(r"([\w.\-]+)==(\S+)$", ln).groups() for ln in _requirement_lines(path))
+
+
+def test_runtime_list_requirements_and_readme_table_agree():
+    packages = _RUNTIME["packages"]
+    assert {"pyspark", "delta-spark", "tensorflow", "mlflow"} <= set(packages)
+    pins = _pins(REPO / "requirements-databricks.txt")
+    for name, spec in packages.items():
+        assert pins.get(name) == spec["installs"], (name, pins.get(name), spec["installs"])
+        assert spec["ships"] == "unconfirmed" or spec["source"], f"{name}: a runtime version needs its source"
+    # The README's table under "Runtime compatibility", one row per package, says the same.
+    section = _readme_section("## Deploy to Azure Databricks")
+    section = section[section.index("**Runtime compatibility**"):]
+    rows = re.findall(r"^\| `([\w.\-]+)` \| ([^|]+?) \| ([^|]+?) \|", section, re.M)
+    table = {name: (ships, installs) for name, ships, installs in rows}
+    assert table == {name: (spec["ships"], f"`{spec['installs']}`" if spec["installs"] else "the runtime's")
+                     for name, spec in packages.items()}
+    assert _RUNTIME["runtime"] in section

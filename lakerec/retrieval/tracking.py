@@ -24,6 +24,9 @@ TAG_DATABASE = "lakerec.database"
 TAG_RUN_NAME = "lakerec.run_name"
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_GIT_DIRTY = "lakerec.git_dirty"
+# Where there is no git checkout (a deployed wheel), the commit it was built from: the bundle's
+# job clusters set it to ${bundle.git.commit} (resources/*.job.yml).
+GIT_COMMIT_ENV = "LAKEREC_GIT_COMMIT"
 SESSION_CATALOG = "spark_catalog"  # Spark's name for the session (Hive metastore) catalog
 TRAINED_ON = tuple(t.name for t in (T.TRAIN_INTERACTIONS, T.TEST_INTERACTIONS, T.USER_VOCAB, T.ITEM_VOCAB,
                                     T.FEATURE_VOCAB))
@@ -52,8 +55,15 @@ def configure(cfg: Config) -> str:
     return exp_id
 
 
-def git_commit() -> tuple[str, bool]:
-    """(HEAD commit of the code, whether the working tree has uncommitted changes)."""
+def git_commit() -> tuple[str, bool | None]:
+    """(commit of the code, whether the working tree has uncommitted changes).
+
+    $LAKEREC_GIT_COMMIT, when set, is the commit (the deploy's tree state is unknown: None);
+    else HEAD of the repository the code runs from.
+    """
+    deployed = os.environ.get(GIT_COMMIT_ENV, "").strip()
+    if deployed:
+        return deployed, None
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=10)
@@ -82,7 +92,8 @@ def table_versions(spark, cfg: Config, names=TRAINED_ON) -> dict[str, int]:
 def provenance_tags(cfg: Config) -> dict[str, str]:
     """Tags every training run carries: git commit (and whether the tree was dirty), database."""
     commit, dirty = git_commit()
-    return {TAG_GIT_COMMIT: commit, TAG_GIT_DIRTY: str(dirty).lower(), TAG_DATABASE: cfg.database}
+    return {TAG_GIT_COMMIT: commit, TAG_GIT_DIRTY: "unknown" if dirty is None else str(dirty).lower(),
+            TAG_DATABASE: cfg.database}
 
 
 def log_table_inputs(spark, cfg: Config, names=TRAINED_ON) -> dict[str, int]:
