@@ -126,6 +126,19 @@ def _analysis_message(e: Exception) -> str | None:
     return first
 
 
+# MLflow's codes for what a person asked for wrongly (an unknown run id, model or version), not a failure.
+_MLFLOW_USER_ERRORS = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS")
+
+
+def _mlflow_message(e: Exception) -> str | None:
+    """One line for an MLflow error a person caused (e.g. `--run-id deadbeef`); None for anything else."""
+    exceptions = sys.modules.get("mlflow.exceptions")  # not imported: it cannot be MLflow's
+    if exceptions is None or not isinstance(e, exceptions.MlflowException) or e.error_code not in _MLFLOW_USER_ERRORS:
+        return None
+    first = (e.message or str(e)).strip().splitlines()[0]
+    return f"MLflow: {first}"
+
+
 def run_main(stage: str, fn: Callable[[], Any]) -> None:
     """Run a job's body; user errors end in one clear message and exit status 2."""
     log = setup_logging(stage)
@@ -143,6 +156,10 @@ def run_main(stage: str, fn: Callable[[], Any]) -> None:
 
         if isinstance(e, (AnalysisException, ParseException)):
             print(f"error: {_analysis_message(e)}", file=sys.stderr)
+            sys.exit(2)
+        message = _mlflow_message(e)
+        if message:
+            print(f"error: {message}", file=sys.stderr)
             sys.exit(2)
         raise
     log.info("%s finished in %.1fs", stage, time.monotonic() - start)

@@ -83,6 +83,16 @@ class SparkConf(_Validated):
 
 
 @dataclass(frozen=True)
+class IngestConf(_Validated):
+    # Refused before anything is replaced (exit status 2), unless `force`: a file whose share of
+    # quarantined lines exceeds this (gzip bytes saved as .csv quarantine every line) ...
+    max_quarantine_share: float = field(default=0.05, metadata={"min": 0, "max": 1})  # 1: never refuse
+    # ... or a run that would replace a split with fewer than this share of the rows it holds.
+    min_replace_ratio: float = field(default=0.5, metadata=FRACTION)
+    force: bool = False
+
+
+@dataclass(frozen=True)
 class FilterConf(_Validated):
     min_item_count: int = field(default=501, metadata=POSITIVE)
     min_user_count: int = field(default=51, metadata=POSITIVE)
@@ -133,7 +143,10 @@ class TrainConf(_Validated):
         """The per-epoch log key early stopping and the sweep read: `validation/recall_at_100`."""
         return f"validation/{self.validation_metric}_at_{max(self.ks)}"
     checkpoint_dir: str | None = None  # None: <lake>/checkpoints
-    petastorm_cache: str | None = None  # URL; None: file://<lake>/petastorm_cache
+    keep_checkpoints: int = field(default=2, metadata=POSITIVE)  # per run, the newest epochs' (retrieval and ranker)
+    # A finished run's checkpoints are dropped once its model is exported (nothing resumes it); true keeps them.
+    keep_finished_checkpoints: bool = False
+    petastorm_cache: str | None = None  # URL; None: file://<lake>/scratch/<pid>/petastorm_cache
 
 
 def _default_space() -> dict[str, list]:
@@ -261,7 +274,10 @@ class Config(_Validated):
     lake: str = "lake"  # lake root: tables, metastore, MLflow store, caches
     database: str = "aliccp"
     raw: str | None = None  # where the raw Ali-CCP files are (local dir, abfss://...)
+    # Read tables whose writer's last run did not finish (lakerec.lake_runs), with a warning.
+    allow_incomplete: bool = False
     spark: SparkConf = field(default_factory=SparkConf)
+    ingest: IngestConf = field(default_factory=IngestConf)
     filter: FilterConf = field(default_factory=FilterConf)
     train: TrainConf = field(default_factory=TrainConf)
     evaluate: EvaluateConf = field(default_factory=EvaluateConf)
@@ -287,7 +303,7 @@ class Config(_Validated):
 
 
 # The key prefix of each section, for messages ("train.epochs").
-_SECTIONS = {SparkConf: "spark", FilterConf: "filter", TrainConf: "train", EvaluateConf: "evaluate",
+_SECTIONS = {SparkConf: "spark", IngestConf: "ingest", FilterConf: "filter", TrainConf: "train", EvaluateConf: "evaluate",
              SweepConf: "sweep", RankConf: "rank", MlflowConf: "mlflow", ServeConf: "serve",
              Config: ""}
 

@@ -22,9 +22,17 @@ class MissingTableError(LakeRecError):
         self.job = job
 
 
+class IncompleteRunError(LakeRecError):
+    """A job's input tables are not one complete run of the job that writes them (lakerec.lake_runs)."""
+
+
 class InputDataError(LakeRecError):
     """Raw input is missing or unusable as a whole (not a single bad line: those are quarantined)."""
 
 
 class RequestError(LakeRecError):
     """A request to the recommender (lakerec.serving) is malformed: the service answers 400 with this message."""
+
+
+class SuspiciousInputError(InputDataError):
+    """Raw input that would replace good tables with bad ones (empty, compressed, mostly quarantined): --force overrides."""

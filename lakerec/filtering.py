@@ -34,7 +34,8 @@ from lakerec.errors import LakeRecError
 from lakerec.schema import tables as T
 from lakerec.schema.fields import SPLITS
 from lakerec.sqlfiles import SQL_DIR, bind_view, run_views, view_names
-from lakerec.tables import read_table, table_version, write_table
+from lakerec import lake_runs
+from lakerec.tables import table_version, write_table
 
 log = logging.getLogger("lakerec.filter")
 
@@ -271,27 +272,35 @@ def run(spark: SparkSession, cfg: Config) -> FilterSummary:
     """
     conf = cfg.filter
     started, t0 = datetime.now(timezone.utc).replace(tzinfo=None), time.monotonic()
-    for upstream in UPSTREAM_TABLES:
-        read_table(spark, cfg.table(upstream.name))  # a missing one names the job that writes it
-    versions = {t.name: table_version(spark, cfg.table(t.name)) for t in UPSTREAM_TABLES}
+    versions = lake_runs.check_inputs(spark, cfg, UPSTREAM_TABLES)  # present, and each one complete run
     samples = T.SAMPLES.name
     log.info(
         "filtering %s (version %d): min_item_count=%d min_user_count=%d label=%s kcore=%s",
         cfg.table(samples), versions[samples], conf.min_item_count, conf.min_user_count, conf.label, conf.kcore,
     )
-    try:
-        result = frequency_filter(spark, cfg)
-        frames, c, feature_sizes = build_tables(spark, cfg)
-        output_versions = {}
-        for name in OUTPUT_TABLES:
-            write_table(frames[name], cfg.table(name), T.table(name).partitioned_by)
-            output_versions[name] = table_version(spark, cfg.table(name))
-    finally:
-        for view in temp_views():
-            spark.catalog.dropTempView(view)
+    with lake_runs.recorded(spark, cfg, T.FILTER):
+        try:
+            result = frequency_filter(spark, cfg)
+            frames, c, feature_sizes = build_tables(spark, cfg)
+            output_versions = {}
+            for name in OUTPUT_TABLES:
+                write_table(frames[name], cfg.table(name), T.table(name).partitioned_by)
+                output_versions[name] = table_version(spark, cfg.table(name))
+        finally:
+            for view in temp_views():
+                spark.catalog.dropTempView(view)
+        summary = _summary(cfg, started, t0, versions, result, c, feature_sizes, output_versions)
+        _append(spark.createDataFrame([summary.as_row()], RUNS_SCHEMA), cfg.table(RUNS_TABLE))
+    return summary
+
+
+def _summary(cfg: Config, started: datetime, t0: float, versions: dict[str, int], result: FilterResult, c: Row,
+             feature_sizes: dict[str, int], output_versions: dict[str, int]) -> FilterSummary:
+    """The run's filter_runs row."""
+    conf = cfg.filter
 
     first, last = result.steps[0], result.steps[-1]
-    summary = FilterSummary(
+    return FilterSummary(
         run_id=uuid.uuid4().hex,
         started_at=started,
         duration_s=round(time.monotonic() - t0, 3),
@@ -320,8 +329,6 @@ def run(spark: SparkSession, cfg: Config) -> FilterSummary:
         feature_vocab_sizes=feature_sizes,
         output_versions=output_versions,
     )
-    _append(spark.createDataFrame([summary.as_row()], RUNS_SCHEMA), cfg.table(RUNS_TABLE))
-    return summary
 
 
 def format_summary(s: FilterSummary) -> str:

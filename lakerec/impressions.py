@@ -33,7 +33,8 @@ from lakerec.errors import LakeRecError
 from lakerec.schema import tables as T
 from lakerec.schema.fields import SPLITS
 from lakerec.sqlfiles import run_views, view_names
-from lakerec.tables import read_table, table_version, write_table
+from lakerec import lake_runs
+from lakerec.tables import table_version, write_table
 
 log = logging.getLogger("lakerec.impressions")
 
@@ -127,11 +128,17 @@ def run(spark: SparkSession, cfg: Config) -> ImpressionsSummary:
         ImpressionsMismatchError: a table written does not hold exactly its split's samples rows.
     """
     started, t0 = datetime.now(timezone.utc).replace(tzinfo=None), time.monotonic()
-    for upstream in UPSTREAM_TABLES:
-        read_table(spark, cfg.table(upstream.name))  # a missing one names the job that writes it
-    versions = {t.name: table_version(spark, cfg.table(t.name)) for t in UPSTREAM_TABLES}
+    versions = lake_runs.check_inputs(spark, cfg, UPSTREAM_TABLES)  # present, and each one complete run
     log.info("mapping every impression of %s (version %d) with the vocabularies of feature_vocab version %d",
              cfg.table(T.SAMPLES.name), versions[T.SAMPLES.name], versions[T.FEATURE_VOCAB.name])
+    with lake_runs.recorded(spark, cfg, T.IMPRESSIONS):
+        summary = _write_and_count(spark, cfg, started, t0, versions)
+    return summary
+
+
+def _write_and_count(spark: SparkSession, cfg: Config, started: datetime, t0: float,
+                     versions: dict[str, int]) -> ImpressionsSummary:
+    """The run's writes: both tables, their counts checked against samples, the impressions_runs rows."""
     output_versions = {}
     try:
         for split in SPLITS:

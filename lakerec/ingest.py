@@ -1,12 +1,15 @@
 """Ingest raw Ali-CCP files into Delta tables, losslessly, accounting for every line.
 
 The common-features files first (user_contexts, common_features), then the skeletons
-(samples, skeleton_features), whose keys are checked against the common lines just written;
-rejected lines of both go to quarantine with a reason. Every table is overwritten
-for the ingested splits only (Delta replaceWhere), so a re-run replaces instead of
-duplicating and a failure leaves the previous versions readable. The run ends by checking
-lines read = rows written + rows quarantined for every file (and that each Delta commit
-wrote the rows the data holds), and writes `ingest_report`.
+(samples, skeleton_features), whose keys are checked against the valid common lines;
+rejected lines of both go to quarantine with a reason. Everything is parsed, checked and
+counted before anything is written: lines read = rows written + rows quarantined for every
+file, and input that looks wrong (empty, mostly quarantined, far fewer rows than the split
+holds) is refused with nothing replaced. Then every table is overwritten for the ingested
+splits only (Delta replaceWhere), so a re-run replaces instead of duplicating, each Delta
+commit is checked against the rows the data holds, and `ingest_report` is written. The
+writes are one recorded run (lakerec.lake_runs): a run killed between two commits is seen
+by every reader, which stops instead of mixing two runs' tables.
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakerec.aliccp import parse
 from lakerec.aliccp import reasons as R
 from lakerec.config import Config
-from lakerec.errors import InputDataError
+from lakerec import lake_runs
+from lakerec.errors import InputDataError, SuspiciousInputError
 from lakerec.schema import tables as T
 from lakerec.schema.fields import COMMON, FILE_NAMES, SKELETON, SPLITS, raw_file_name
 from lakerec.sqlfiles import run_statements, sql_file
@@ -62,6 +67,66 @@ def raw_path(raw: str, split: str, file: str) -> str:
     return f"{raw.rstrip('/')}/{raw_file_name(file, split)}"
 
 
+# The first bytes of the archive and compression formats a raw file is sometimes saved in.
+_MAGIC = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+GZIP_SUFFIX = ".gz"  # Spark reads `<name>.csv.gz` as text, decompressing it
+
+
+def is_local(path: str) -> bool:
+    """A path on this machine (no URL scheme, or file:), which can be checked before Spark starts."""
+    return "://" not in path or path.startswith("file:")
+
+
+def _local(path: str) -> Path:
+    return Path(path[len("file:"):] if path.startswith("file:") else path).expanduser()
+
+
+def sniff_format(path: Path) -> str | None:
+    """`gzip`, `zip`, `tar`, ... when the file's first bytes say it is an archive or compressed; else None."""
+    with path.open("rb") as f:
+        head = f.read(512)
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "tar"
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def local_raw_files(raw: str, splits: tuple[str, ...]) -> dict[str, list[str]]:
+    """The raw file of each kind and split in a local folder (`.csv`, else `.csv.gz`), checked before any work.
+
+    Raises:
+        InputDataError: the folder or a file is missing, or a `.csv` holds compressed or archive bytes.
+    """
+    folder = _local(raw)
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "not found"
+        raise InputDataError(f"raw folder {raw} {what}: --raw must be the folder of the Ali-CCP files "
+                             f"({', '.join(n.format(split='<split>') for n in FILE_NAMES.values())})")
+    out: dict[str, list[str]] = {COMMON: [], SKELETON: []}
+    for file in out:
+        for split in splits:
+            csv = folder / raw_file_name(file, split)
+            gz = csv.with_name(csv.name + GZIP_SUFFIX)
+            path = csv if csv.exists() else gz if gz.exists() else None
+            if path is None:
+                archives = sorted(p.name for p in folder.glob("*.tar*")) + sorted(p.name for p in folder.glob("*.zip"))
+                hint = (f" {', '.join(archives)} is an archive: unpack it into {folder} (`tar -xzf FILE -C DIR`)"
+                        if archives else "")
+                raise InputDataError(
+                    f"raw file {csv} not found (nor {gz.name}).{hint} --raw must hold the Ali-CCP files; "
+                    "generate some with `python -m lakerec.jobs.generate --out DIR`, or pick the splits with --splits."
+                )
+            kind = sniff_format(path)
+            if path is csv and kind:
+                raise InputDataError(
+                    f"raw file {path} holds {kind} bytes, not text: "
+                    + (f"rename it {gz.name} (Spark decompresses it) or unpack it with `gunzip`" if kind == "gzip"
+                       else f"unpack it ({kind}) into {folder}")
+                    + " (no table changed)"
+                )
+            out[file].append(str(path))
+    return out
+
+
 def read_lines(spark: SparkSession, path: str) -> DataFrame:
     """The lines of one raw file (\\n, \\r\\n and \\r all end a line)."""
     try:
@@ -78,22 +143,43 @@ def read_lines(spark: SparkSession, path: str) -> DataFrame:
     return df
 
 
+def raw_files(spark: SparkSession, raw: str, splits: tuple[str, ...]) -> dict[str, list[str]]:
+    """local_raw_files for a local folder; elsewhere (abfss://...) `.csv`, else `.csv.gz`, as Spark finds them."""
+    if is_local(raw):
+        return local_raw_files(raw, splits)
+    out: dict[str, list[str]] = {COMMON: [], SKELETON: []}
+    for file in out:
+        for split in splits:
+            csv = raw_path(raw, split, file)
+            try:
+                read_lines(spark, csv + GZIP_SUFFIX)
+                out[file].append(csv + GZIP_SUFFIX)
+            except InputDataError:
+                read_lines(spark, csv)  # the message names the .csv
+                out[file].append(csv)
+    return out
+
+
+def mark_repeated(parsed: DataFrame, key: str, reason: str) -> DataFrame:
+    """Mark the second and later valid lines of a split that repeat `key` (file order) with `reason`.
+
+    One shuffle by (split, key): the first valid line of each key, over a window.
+    """
+    first = F.min(F.when(F.col("reason").isNull(), F.col("line_number"))).over(Window.partitionBy("split", key))
+    return parsed.withColumn(
+        "reason",
+        F.when(F.col("reason").isNull() & (F.col("line_number") != first), F.lit(reason)).otherwise(F.col("reason")),
+    )
+
+
 def check_common_keys(parsed_common: DataFrame) -> DataFrame:
     """Mark the second and later valid lines of a split that repeat a common_feature_index."""
-    firsts = (
-        parsed_common.where(F.col("reason").isNull())
-        .groupBy("split", "common_feature_index")
-        .agg(F.min("line_number").alias("_first"))
-    )
-    return (
-        parsed_common.join(F.broadcast(firsts), ["split", "common_feature_index"], "left")
-        .withColumn(
-            "reason",
-            F.when(F.col("reason").isNull() & (F.col("line_number") != F.col("_first")), R.DUPLICATE_COMMON_FEATURE_INDEX)
-            .otherwise(F.col("reason")),
-        )
-        .drop("_first")
-    )
+    return mark_repeated(parsed_common, "common_feature_index", R.DUPLICATE_COMMON_FEATURE_INDEX)
+
+
+def check_sample_ids(checked_skeleton: DataFrame) -> DataFrame:
+    """Mark the second and later valid impressions of a split that repeat a sample_id."""
+    return mark_repeated(checked_skeleton, "sample_id", R.DUPLICATE_SAMPLE_ID)
 
 
 def check_skeleton_keys(parsed_skeleton: DataFrame, user_fields: DataFrame) -> DataFrame:
@@ -123,8 +209,8 @@ def to_samples(checked_skeleton: DataFrame) -> DataFrame:
 
 
 def _split_of(path: Column) -> Column:
-    """The split a raw file belongs to, from its name (`..._train.csv` → `train`)."""
-    return F.regexp_extract(path, r"_([A-Za-z0-9]+)\.csv$", 1)
+    """The split a raw file belongs to, from its name (`..._train.csv` or `..._train.csv.gz` → `train`)."""
+    return F.regexp_extract(path, r"_([A-Za-z0-9]+)\.csv(\.gz)?$", 1)
 
 
 def _tally(parsed: DataFrame) -> dict[str, tuple[int, int, dict[str, int]]]:
@@ -154,18 +240,57 @@ def _write_checked(df: DataFrame, cfg: Config, table: T.Table, where: str, expec
         raise ReconcileError(f"{name}: Delta committed {written} rows, expected {expected}")
 
 
+def refusals(reports: list[FileReport], held: dict[str, int], cfg: Config) -> list[str]:
+    """Why this input must not replace the lake's tables (empty, mostly quarantined, far fewer rows); [] if fine.
+
+    Args:
+        reports: the run's counts, before anything is written.
+        held: rows `samples` holds now, per split being replaced.
+    """
+    conf = cfg.ingest
+    out = []
+    for r in reports:
+        if r.lines_read == 0:
+            out.append(f"{r.path} has no lines")
+        elif r.rows_quarantined > conf.max_quarantine_share * r.lines_read:
+            top = max(r.quarantined_by_reason, key=r.quarantined_by_reason.get)
+            out.append(
+                f"{r.path}: {r.rows_quarantined:,} of {r.lines_read:,} lines quarantined "
+                f"({r.rows_quarantined / r.lines_read:.0%}, most as {top}), over ingest.max_quarantine_share "
+                f"{conf.max_quarantine_share:g}: is it the right file, and is it plain text (not compressed)?"
+            )
+    for r in reports:
+        old = held.get(r.split, 0)
+        if r.file == SKELETON and old and r.rows_written < conf.min_replace_ratio * old:
+            out.append(f"{r.split}: {r.rows_written:,} valid impressions would replace the {old:,} that samples "
+                       f"holds (under ingest.min_replace_ratio {conf.min_replace_ratio:g})")
+    return out
+
+
+def rows_held(spark: SparkSession, cfg: Config, splits: tuple[str, ...]) -> dict[str, int]:
+    """Rows of `samples` per split now (none before the first ingest)."""
+    name = cfg.table(T.SAMPLES.name)
+    if not spark.catalog.tableExists(name):
+        return {}
+    rows = spark.table(name).where(F.col("split").isin(list(splits))).groupBy("split").count().collect()
+    return {r.split: r["count"] for r in rows}
+
+
 def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[str, ...] = SPLITS) -> list[FileReport]:
     """Ingest the given splits of the raw files in `raw` (default: cfg.raw) into cfg.database.
 
-    All splits go through one pass per kind of file: the common files first (user_contexts,
-    common_features), then the skeletons, whose keys are checked against the common lines
-    just written; rejected lines of both go to quarantine.
+    Both kinds of file are parsed and checked first: the common files (user_contexts,
+    common_features), then the skeletons, whose keys are checked against the valid common
+    lines. Only when the input passes the checks (not empty, not mostly quarantined, not far
+    fewer rows than the split holds; `ingest.force` skips them) are the tables replaced, as one
+    recorded run (lakerec.lake_runs): a reader never takes a half-replaced lake for a whole one.
 
     Returns:
         One FileReport per split and file; every one reconciles.
 
     Raises:
-        InputDataError: no raw location, an unknown split, or a missing file.
+        InputDataError: no raw location, an unknown split, a missing or compressed file.
+        SuspiciousInputError: the input fails a check (nothing was replaced).
         ReconcileError: counts do not add up (a bug: nothing may be lost silently).
     """
     raw = raw or cfg.raw
@@ -174,74 +299,80 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise InputDataError(f"unknown split(s) {unknown}: choose from {', '.join(SPLITS)}")
-    paths = {file: [raw_path(raw, s, file) for s in splits] for file in (COMMON, SKELETON)}
-    for file_paths in paths.values():  # fail before writing anything if a file is missing
-        for path in file_paths:
-            read_lines(spark, path)
+    paths = raw_files(spark, raw, splits)  # fail before any work if a file is missing or compressed
     where = "split IN ({})".format(", ".join(f"'{s}'" for s in splits))
     log.info("ingesting %s from %s", ", ".join(splits), raw)
 
-    # Common features: the user side, one line per key.
+    # Parse and check both kinds of file; nothing is written until the whole input passed.
     t0 = time.monotonic()
     numbered, lines_per_file = parse.with_line_numbers(spark, spark.read.text(paths[COMMON]))
     common = check_common_keys(parse.parse_common(numbered.withColumn("split", _split_of(F.col("path")))))
     common = common.persist(StorageLevel.MEMORY_AND_DISK)
     common_tally = _tally(common)
-    _write_checked(parse.to_user_contexts(common), cfg, T.USER_CONTEXTS, where,
-                   sum(t[0] for t in common_tally.values()))
-    _write_checked(parse.explode_features(common, "common_feature_index"), cfg, T.COMMON_FEATURES,
-                   where, sum(t[1] for t in common_tally.values()))
-    common_seconds = time.monotonic() - t0
-
-    # Skeleton: the impressions, checked against the common keys just written.
+    user_fields = parse.to_user_contexts(common).select("split", "common_feature_index", *USER_SINGLE_COLUMNS)
+    seconds = {COMMON: time.monotonic() - t0}
     t0 = time.monotonic()
     numbered, skeleton_lines = parse.with_line_numbers(spark, spark.read.text(paths[SKELETON]))
     lines_per_file.update(skeleton_lines)
-    user_fields = (
-        spark.table(cfg.table(T.USER_CONTEXTS.name)).where(where).select("split", "common_feature_index", *USER_SINGLE_COLUMNS)
-    )
-    skeleton = check_skeleton_keys(
+    skeleton = check_sample_ids(check_skeleton_keys(
         parse.parse_skeleton(numbered.withColumn("split", _split_of(F.col("path")))), user_fields
-    ).persist(StorageLevel.MEMORY_AND_DISK)
+    )).persist(StorageLevel.MEMORY_AND_DISK)
     skeleton_tally = _tally(skeleton)
-    _write_checked(to_samples(skeleton), cfg, T.SAMPLES, where,
-                   sum(t[0] for t in skeleton_tally.values()))
-    _write_checked(parse.explode_features(skeleton, "sample_id"), cfg, T.SKELETON_FEATURES,
-                   where, sum(t[1] for t in skeleton_tally.values()))
-    quarantine = parse.to_quarantine(common, COMMON).unionByName(parse.to_quarantine(skeleton, SKELETON))
-    _write_checked(quarantine, cfg, T.QUARANTINE, where,
-                   sum(sum(t[2].values()) for tally in (common_tally, skeleton_tally) for t in tally.values()))
-    common.unpersist()
-    skeleton.unpersist()
-    skeleton_seconds = time.monotonic() - t0
+    seconds[SKELETON] = time.monotonic() - t0
 
     reports = []
     for split in splits:
-        for file, tally, seconds in ((COMMON, common_tally, common_seconds), (SKELETON, skeleton_tally, skeleton_seconds)):
-            path = raw_path(raw, split, file)
+        for file, tally in ((COMMON, common_tally), (SKELETON, skeleton_tally)):
+            path = paths[file][splits.index(split)]
             valid, feats, bad = tally.get(split, (0, 0, {}))
             name = path.rsplit("/", 1)[-1]
             lines = sum(n for p, n in lines_per_file.items() if p.rsplit("/", 1)[-1] == name)
-            reports.append(FileReport(split, file, path, lines, valid, sum(bad.values()), feats, bad, seconds))
-    for _ in run_statements(spark, sql_file("ingest/samples_wide.sql"), cfg):
-        pass
-
+            reports.append(FileReport(split, file, path, lines, valid, sum(bad.values()), feats, bad, seconds[file]))
     bad_files = [r for r in reports if not r.reconciles]
     if bad_files:
         raise ReconcileError(
             "; ".join(f"{r.split}/{r.file}: {r.lines_read} read != {r.rows_written} written + {r.rows_quarantined} quarantined"
                       for r in bad_files)
         )
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    report_df = spark.createDataFrame(
-        [
-            (r.split, r.file, r.path, r.lines_read, r.rows_written, r.rows_quarantined, r.features_written,
-             r.quarantined_by_reason, r.duration_s, now)
-            for r in reports
-        ],
-        REPORT_SCHEMA,
-    )
-    write_table(report_df, cfg.table(T.INGEST_REPORT.name), T.INGEST_REPORT.partitioned_by, where)
+    refused = refusals(reports, rows_held(spark, cfg, splits), cfg)
+    if refused and not cfg.ingest.force:
+        common.unpersist()
+        skeleton.unpersist()
+        raise SuspiciousInputError("refusing to replace the tables (nothing changed; --force to ingest anyway): "
+                                   + "; ".join(refused))
+    for reason in refused:
+        log.warning("ingesting anyway (--force): %s", reason)
+
+    t0 = time.monotonic()
+    with lake_runs.recorded(spark, cfg, T.INGEST, scope=",".join(splits)):
+        _write_checked(parse.to_user_contexts(common), cfg, T.USER_CONTEXTS, where,
+                       sum(t[0] for t in common_tally.values()))
+        _write_checked(parse.explode_features(common, "common_feature_index"), cfg, T.COMMON_FEATURES,
+                       where, sum(t[1] for t in common_tally.values()))
+        _write_checked(to_samples(skeleton), cfg, T.SAMPLES, where,
+                       sum(t[0] for t in skeleton_tally.values()))
+        _write_checked(parse.explode_features(skeleton, "sample_id"), cfg, T.SKELETON_FEATURES,
+                       where, sum(t[1] for t in skeleton_tally.values()))
+        quarantine = parse.to_quarantine(common, COMMON).unionByName(parse.to_quarantine(skeleton, SKELETON))
+        _write_checked(quarantine, cfg, T.QUARANTINE, where,
+                       sum(sum(t[2].values()) for tally in (common_tally, skeleton_tally) for t in tally.values()))
+        common.unpersist()
+        skeleton.unpersist()
+        for _ in run_statements(spark, sql_file("ingest/samples_wide.sql"), cfg):
+            pass
+        write_seconds = (time.monotonic() - t0) / 2  # the writes, shared between the two kinds of file
+        for r in reports:
+            r.duration_s += write_seconds
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        report_df = spark.createDataFrame(
+            [
+                (r.split, r.file, r.path, r.lines_read, r.rows_written, r.rows_quarantined, r.features_written,
+                 r.quarantined_by_reason, r.duration_s, now)
+                for r in reports
+            ],
+            REPORT_SCHEMA,
+        )
+        write_table(report_df, cfg.table(T.INGEST_REPORT.name), T.INGEST_REPORT.partitioned_by, where)
     return reports
 
 

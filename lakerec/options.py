@@ -47,6 +47,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("lake", "lake root: tables, metastore, MLflow store (overrides the config)", "DIR"),
     Option("database", "database (schema) of the tables, e.g. aliccp or, on Unity Catalog, catalog.schema"),
     Option("raw", "folder (or abfss:// URL) of the raw Ali-CCP files", "DIR"),
+    Option("allow_incomplete", "read tables whose writing job's last run did not finish (see lakerec/lake_runs.py)"),
+    Option("ingest.force", "replace the tables even if the input looks wrong (empty, mostly quarantined, far "
+                           "fewer rows than the split holds)"),
     Option("mlflow.experiment", "MLflow experiment"),
     Option("mlflow.registered_model", "model registry name, e.g. on Unity Catalog catalog.schema.model"),
     Option("filter.min_item_count", "keep items with at least N train impressions", "N"),
@@ -121,7 +124,7 @@ BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 assert len(BY_NAME) == len(OPTIONS), "two options share a flag name"
 
 # Options every job takes (the rest are added by the jobs that use them).
-COMMON = ("lake", "database", "mlflow.experiment", "mlflow.registered_model")
+COMMON = ("lake", "database", "allow_incomplete", "mlflow.experiment", "mlflow.registered_model")
 
 
 def describe(key: str) -> str:

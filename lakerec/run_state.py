@@ -10,6 +10,7 @@ other's runs.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from lakerec.config import Config
@@ -48,3 +49,14 @@ def find_resumable(root: Path, database: str, run_name: str | None) -> tuple[str
 def write_state(ckpt_dir: Path, state: dict) -> None:
     """Write (replace) the run's state file."""
     (ckpt_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
+
+
+def finish(ckpt_dir: Path, state: dict, *, keep_checkpoints: bool) -> None:
+    """Mark the run finished; drop its checkpoints unless kept (its model is exported: nothing resumes it)."""
+    state["finished"] = True
+    write_state(ckpt_dir, state)
+    if keep_checkpoints:
+        return
+    for path in ckpt_dir.iterdir():
+        if path.name != STATE_FILE:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lakerec.config import Config
 from lakerec.errors import SetupError
-from lakerec import jars
+from lakerec import jars, scratch
 
 log = logging.getLogger("lakerec.spark")
 
@@ -45,6 +45,14 @@ def metastore_dir(lake: Path) -> Path:
 
 def warehouse_dir(lake: Path) -> Path:
     return lake / "warehouse"
+
+
+def check_lake(cfg: Config) -> Path:
+    """The local lake's folder, refused in one line when the path is a file (before Spark starts)."""
+    lake = cfg.lake_path
+    if lake.exists() and not lake.is_dir():
+        raise SetupError(f"--lake {lake} is a file, not a folder: give the lake's folder (it is created if missing)")
+    return lake
 
 
 def get_spark(cfg: Config):
@@ -82,7 +90,10 @@ def get_spark(cfg: Config):
         return active
 
     _check_java()
+    check_lake(cfg)
     lake.mkdir(parents=True, exist_ok=True)
+    scratch.sweep(lake)  # what killed sessions left behind
+    local_dir = scratch.process_dir(lake)
     jar_paths = jars.delta_jars()
     builder = (
         SparkSession.builder.master(sc.master)
@@ -99,7 +110,10 @@ def get_spark(cfg: Config):
         .config("spark.sql.warehouse.dir", str(warehouse_dir(lake)))
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={lake} -Dlog4j2.level=warn")
+        .config("spark.local.dir", str(local_dir))
+        # Quoted: Spark splits these options like a shell, and a lake path may hold spaces.
+        .config("spark.driver.extraJavaOptions",
+                f'-Dderby.system.home="{lake}" -Djava.io.tmpdir="{local_dir}" -Dlog4j2.level=warn')
         .config("spark.lakerec.lake", str(lake))
     )
     if sc.local_metastore:

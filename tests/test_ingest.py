@@ -9,6 +9,7 @@ from chispa import assert_df_equality
 from lakerec import ingest
 from lakerec.aliccp import parse
 from lakerec.aliccp import reasons as R
+from lakerec.config import override
 from lakerec.errors import InputDataError
 
 S, F, V = "\x01", "\x02", "\x03"
@@ -26,6 +27,13 @@ def skel(sample_id, click, conv, key, *items, feature_num=None) -> str:
 def common(key, *items, feature_num=None) -> str:
     n = len(items) if feature_num is None else feature_num
     return f"{key},{n},{feats(*items)}"
+
+
+@pytest.fixture
+def cfg(cfg):
+    """The shared per-test config; these hand-written files are mostly bad lines by design, so the
+    quarantine-share refusal (tests/test_ingest_refusals.py) is off."""
+    return override(cfg, ingest__max_quarantine_share=1.0)
 
 
 def lines_df(spark, lines: list[str]):

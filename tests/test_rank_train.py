@@ -198,8 +198,11 @@ def test_resume_continues_the_interrupted_run(spark, planted_cfg):
     f, epochs = out["fit"], cfg.rank.epochs
     assert (f.initial_epoch, f.epochs_done) == (1, epochs)  # the run's own epochs, not this call's 1
     assert f.steps == epochs * -(-out["rows"]["fit"] // cfg.rank.batch_size)  # the optimizer's step went on
-    state = json.loads((train.checkpoint_root(cfg) / "interrupted" / "lakerec_run.json").read_text())
+    run_dir = train.checkpoint_root(cfg) / "interrupted"
+    state = json.loads((run_dir / "lakerec_run.json").read_text())
     assert state["finished"] and state["run_id"] == out["run_id"]
+    # Finished and exported: its checkpoints are gone (train.keep_finished_checkpoints is off), the state stays.
+    assert [p.name for p in run_dir.iterdir()] == ["lakerec_run.json"]
     scores = load_ranker(out["model_uri"]).predict(planted_cfg[1].pandas(TEST).head(3))
     assert out["objective"] == "ctr" and np.isnan(scores["p_conversion"]).all() and np.isnan(scores["p_ctcvr"]).all()
 

@@ -14,10 +14,11 @@ REPEATED_SINGLE_VALUED_FIELD = "repeated_single_valued_field"  # e.g. two item_i
 DUPLICATE_COMMON_FEATURE_INDEX = "duplicate_common_feature_index"  # second and later common lines with one key
 UNKNOWN_COMMON_FEATURE_INDEX = "unknown_common_feature_index"  # no valid common line with that key
 CONVERSION_WITHOUT_CLICK = "conversion_without_click"  # click=0, conversion=1: a funnel anomaly
+DUPLICATE_SAMPLE_ID = "duplicate_sample_id"  # second and later valid skeleton lines with one sample_id
 
 ALL = (
     EMPTY_LINE, WRONG_COLUMN_COUNT, BAD_SAMPLE_ID, BAD_LABEL, BAD_COMMON_FEATURE_INDEX,
     BAD_FEATURE_NUM, FEATURE_WITHOUT_SEPARATORS, NON_NUMERIC_FEATURE_ID, NON_NUMERIC_VALUE,
     FEATURE_NUM_MISMATCH, REPEATED_SINGLE_VALUED_FIELD, DUPLICATE_COMMON_FEATURE_INDEX,
-    UNKNOWN_COMMON_FEATURE_INDEX, CONVERSION_WITHOUT_CLICK,
+    UNKNOWN_COMMON_FEATURE_INDEX, CONVERSION_WITHOUT_CLICK, DUPLICATE_SAMPLE_ID,
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame
 
-from lakerec import cli
+from lakerec import cli, lake_runs
 from lakerec.errors import LakeRecError
 from lakerec.spark import get_spark
 from lakerec.sqlfiles import run_statements
@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
             params[k] = v
         cfg = cli.config_from_args(args)
         spark = get_spark(cfg)
+        for problem in lake_runs.problems(spark, cfg):  # the query may read tables of two runs
+            print(f"warning: {problem}", file=sys.stderr)
         for st, df in run_statements(spark, text, cfg, params):
             if not df.columns:  # DDL (CREATE VIEW ...): nothing to print
                 continue

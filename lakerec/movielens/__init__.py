@@ -65,6 +65,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakerec import lake_runs
 from lakerec.config import Config
 from lakerec.errors import InputDataError
 from lakerec.movielens.ratings import (DOWNLOAD_HINT, SEPARATORS, SPLIT_METHODS, SPLIT_PROPERTY, detect_separator,
@@ -145,8 +146,8 @@ def load(spark: SparkSession, cfg: Config, ratings_path: str | Path, split: str 
         if name in INTERACTION_TABLES:  # the split travels with the table
             spark.sql(f"ALTER TABLE {cfg.table(name)} SET TBLPROPERTIES ('{SPLIT_PROPERTY}' = '{tag}')")
 
-    # Five independent writes of small tables: Spark runs them side by side.
-    with ThreadPoolExecutor(max_workers=len(tables)) as pool:
+    # Five independent writes of small tables: Spark runs them side by side, as one recorded run.
+    with lake_runs.recorded(spark, cfg, T.MOVIELENS, scope=tag), ThreadPoolExecutor(max_workers=len(tables)) as pool:
         list(pool.map(write, tables))
     ratings.unpersist()
     for df in (side.users, side.movies):

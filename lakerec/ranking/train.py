@@ -34,13 +34,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lakerec import registry, run_state
+from lakerec import lake_runs, registry, run_state
 from lakerec.config import Config, RankConf, override
 from lakerec.errors import InputDataError, LakeRecError
 from lakerec.ranking.features import RankSpec, measure_spec
 from lakerec.retrieval import data, tracking
 from lakerec.schema import tables as T
-from lakerec.tables import read_table
 
 log = logging.getLogger("lakerec.rank")
 
@@ -118,7 +117,8 @@ def read_inputs(spark, cfg: Config) -> RankInputs:
         InputDataError: train_impressions is empty or has no click, or breaks its contract.
     """
     rc = cfg.rank
-    tables = {n: read_table(spark, cfg.table(n)) for n in TRAINED_ON}
+    lake_runs.check_inputs(spark, cfg, [T.table(n) for n in TRAINED_ON])
+    tables = {n: spark.table(cfg.table(n)) for n in TRAINED_ON}
     spec, counts = measure_spec(spark, tables)
     source = cfg.table(T.TRAIN_IMPRESSIONS.name)
     if counts["rows"] == 0 or counts["clicks"] == 0:
@@ -214,7 +214,8 @@ def fit(spark, cfg: Config, inputs: RankInputs, ckpt_dir: Path, *, resume: bool,
     from lakerec.retrieval.callbacks import BestEpoch, MlflowEpochMetrics
 
     rc, spec, rows = cfg.rank, inputs.spec, inputs.validation
-    params = loop.FitParams(epochs=rc.epochs, steps_per_epoch=inputs.steps, batch_size=rc.batch_size)
+    params = loop.FitParams(epochs=rc.epochs, steps_per_epoch=inputs.steps, batch_size=rc.batch_size,
+                            keep_checkpoints=cfg.train.keep_checkpoints)
     logged = MlflowEpochMetrics(keys=("ctr_loss", "ctcvr_loss"))
 
     # With workers > 1 these are pickled into the Spark tasks: they close over the spec, the
@@ -378,8 +379,7 @@ def run(
             def after_training(spark, cfg, run_id, model_uri):
                 return evaluate.run(spark, cfg, model_uri, run_id)
         evaluation = after_training(spark, cfg, run_id, model_uri) if after_training else None
-        state["finished"] = True
-        run_state.write_state(ckpt_dir, state)
+        run_state.finish(ckpt_dir, state, keep_checkpoints=cfg.train.keep_finished_checkpoints)
     return {"run_id": run_id, "run_name": run_name, "model_uri": model_uri, "model_version": version,
             "model": model, "spec": inputs.spec, "fit": fit_result, "counts": inputs.counts, "objective": rc.objective,
             "rows": {"train": inputs.counts["rows"], "fit": inputs.n_fit, "validation": inputs.n_validation},

@@ -24,14 +24,14 @@ import contextlib
 import logging
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 
 from lakerec.config import Config
 from lakerec.errors import InputDataError
-from lakerec.tables import read_table
+from lakerec import lake_runs
+from lakerec.scratch import process_dir
 from lakerec.schema import tables as T
 
 log = logging.getLogger("lakerec.train.data")
@@ -45,7 +45,6 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyarrow(\.|$)
 DatasetFactory = Callable[[], ContextManager["object"]]
 PACKED_PREFIX = "packed_"  # no leading underscore: Petastorm rows are namedtuples
 INPUT_TABLES = tuple(t.name for t in T.TRAINING_INPUTS)
-UPSTREAM_JOB = "filter"
 
 
 @dataclass
@@ -74,10 +73,14 @@ class Feed:
 
 
 def petastorm_cache_url(cfg: Config) -> str:
-    """Where Petastorm materialises DataFrames: `train.petastorm_cache`, or <lake>/petastorm_cache."""
+    """Where Petastorm materialises DataFrames: `train.petastorm_cache`, or this process's scratch folder.
+
+    A killed run cannot delete its cache; in the scratch folder (lakerec.scratch) the next
+    session removes it.
+    """
     if cfg.train.petastorm_cache:
         return cfg.train.petastorm_cache
-    path = cfg.lake_path / "petastorm_cache"
+    path = process_dir(cfg.lake_path) / "petastorm_cache"
     path.mkdir(parents=True, exist_ok=True)
     return path.as_uri()
 
@@ -261,17 +264,17 @@ def read_all(feed: Feed, batch_size: int = 65_536) -> dict[str, np.ndarray]:
     return {c: (np.concatenate(v) if v else empty[c]) for c, v in parts.items()}
 
 
-def cache_dir_path(cfg: Config) -> Path | None:
-    """The local path of the Petastorm cache (None when it is a remote URL)."""
-    url = petastorm_cache_url(cfg)
-    return Path(url[len("file://"):]) if url.startswith("file://") else None
-
-
 # --------------------------------------------------------------------------- the stages' frames
 
 def read_inputs(spark, cfg: Config, names: Sequence[str] = INPUT_TABLES) -> dict:
-    """The filter's tables as DataFrames; a missing one names the job that writes it."""
-    return {n: read_table(spark, cfg.table(n), job=UPSTREAM_JOB) for n in names}
+    """The filter's tables as DataFrames, checked to be one complete run (lakerec.lake_runs).
+
+    Raises:
+        MissingTableError: a table is missing (naming the job that writes it).
+        IncompleteRunError: the filter's last run did not finish.
+    """
+    lake_runs.check_inputs(spark, cfg, [T.table(n) for n in names])
+    return {n: spark.table(cfg.table(n)) for n in names}
 
 
 def item_train_counts(train_df, num_items: int) -> np.ndarray:

@@ -31,6 +31,7 @@ class FitParams:
     steps_per_epoch: int
     batch_size: int
     verbose: int | None = None  # None: progress bar on a terminal, one line per epoch otherwise
+    keep_checkpoints: int = 2  # the newest epochs' checkpoints kept while the run goes (train.keep_checkpoints)
 
 
 @dataclass
@@ -161,7 +162,7 @@ def fit(
         if checkpoint_dir is not None:
             _build_variables(model, ds)
             ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epochs_done=epoch_var)
-            manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=2)
+            manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=params.keep_checkpoints)
             if resume:
                 source = restore_from if restore_from is not None else checkpoint_dir
                 latest = tf.train.latest_checkpoint(str(source))

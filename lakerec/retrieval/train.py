@@ -216,7 +216,8 @@ def fit(spark, cfg: Config, inputs: TrainingInputs, ckpt_dir: Path, *, resume: b
     if tc.workers > 1:  # each barrier task reads one of N even Petastorm shards
         train_rows = distributed.even_shards(train_rows, tc.workers)
     with data.converted(spark, train_rows, cfg, spec.training_columns(), spec.array_lengths()) as feed:
-        params = loop.FitParams(epochs=tc.epochs, steps_per_epoch=inputs.steps, batch_size=tc.batch_size)
+        params = loop.FitParams(epochs=tc.epochs, steps_per_epoch=inputs.steps, batch_size=tc.batch_size,
+                                keep_checkpoints=tc.keep_checkpoints)
         if tc.workers > 1:
             # The chief monitors; the driver logs its epochs to MLflow once the workers are done.
             return distributed.fit_on_workers(
@@ -408,7 +409,6 @@ def run(
         if evaluate_after:
             result, text = evaluate.run(spark, cfg, run_id, catalogue=Catalogue(item_ids, inputs.counts),
                                         tables=inputs.tables)
-        state["finished"] = True
-        _write_state(ckpt_dir, state)
+        run_state.finish(ckpt_dir, state, keep_checkpoints=tc.keep_finished_checkpoints)
     return {"run_id": run_id, "run_name": run_name, "fit": fit_result, "model_version": version,
             "champion": decision, "evaluation": result, "table": text}

@@ -340,10 +340,24 @@ RECOMMENDATIONS = Table(
     RECOMMEND, "one row per user and rank",
 )
 
+# --------------------------------------------------------------------------- every job that writes several tables
+
+LAKE_RUNS = Table(
+    "lake_runs",
+    _c("run_id string", "one run of a job (two rows: started, then complete)")
+    + _c("job string", "ingest, filter, impressions or movielens")
+    + _c("state string", "started (before its first write) or complete (after its last)")
+    + _c("at timestamp", "UTC")
+    + _c("scope string", "what the run covered (ingest: its splits)")
+    + _c("versions map<string,bigint>", "the Delta version of each table the job writes, at that moment"),
+    # Every job of lakerec.lake_runs.RECORDED_JOBS appends to it; ingest, the first, creates it.
+    INGEST, "one row per start and per completion of a run (appended; lakerec.lake_runs)",
+)
+
 ALL: tuple[Table, ...] = (
     SKELETON_FEATURES, COMMON_FEATURES, USER_CONTEXTS, SAMPLES, SAMPLES_WIDE, QUARANTINE, INGEST_REPORT,
     USER_VOCAB, ITEM_VOCAB, FEATURE_VOCAB, TRAIN_INTERACTIONS, TEST_INTERACTIONS, FILTER_RUNS,
-    TRAIN_IMPRESSIONS, TEST_IMPRESSIONS, IMPRESSIONS_RUNS, RECOMMENDATIONS,
+    TRAIN_IMPRESSIONS, TEST_IMPRESSIONS, IMPRESSIONS_RUNS, RECOMMENDATIONS, LAKE_RUNS,
 )
 TABLES: dict[str, Table] = {t.name: t for t in ALL}
 
