@@ -29,7 +29,10 @@ AUC_TOLERANCE = 0.03
 def one_and_two(spark, base_cfg):
     from lakerec.ranking import train
 
-    cfg = override(base_cfg, database=f"rank_dist_{os.getpid()}",
+    # Its own experiment: test_train_distributed also names a run "two-workers", and a
+    # worker process may run both modules against the same tracking store.
+    cfg = override(base_cfg, database=f"rank_dist_{os.getpid()}", mlflow__experiment=f"rank-dist-{os.getpid()}",
+                   train__keep_finished_checkpoints=True,  # the test reads the chief's checkpoints
                    mlflow__registered_ranker=f"ranker-dist-{os.getpid()}",
                    mlflow__registered_model=f"two-tower-dist-{os.getpid()}", **{**FAST_RANK, "rank__epochs": EPOCHS})
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")

@@ -6,6 +6,7 @@ and settings are those of test_train.py (2,400 training rows, batch 256, 3 epoch
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -30,7 +31,10 @@ RECALL_TOLERANCE = 0.05
 def planted_cfg(base_cfg, spark):
     cfg, planted = planted_database(spark, base_cfg, "train_dist")
     # No validation slice: every planted train row is fitted, so steps per epoch follow them.
-    return override(cfg, train__validation_fraction=0.0), planted
+    # Its own experiment: test_rank_distributed also names a run "two-workers", and a
+    # worker process may run both modules against the same tracking store.
+    return override(cfg, train__validation_fraction=0.0, mlflow__experiment=f"train-dist-{os.getpid()}",
+                    train__keep_finished_checkpoints=True), planted  # the tests read the chief's checkpoints
 
 
 @pytest.fixture(scope="module")
