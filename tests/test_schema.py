@@ -156,7 +156,8 @@ def pipeline_lake(spark, base_cfg, tmp_path_factory):
     from tests.test_ingest import COMMON_LINES, SKELETON_LINES, write_raw
 
     cfg = override(base_cfg, database=f"schema_{os.getpid()}", filter__min_item_count=1,
-                   filter__min_user_count=1, filter__history_length=3, filter__item_intention_length=2)
+                   filter__min_user_count=1, filter__history_length=3, filter__item_intention_length=2,
+                   ingest__max_quarantine_share=1.0)  # the lines plant every kind of error
     spark.sql(f"DROP DATABASE IF EXISTS {cfg.database} CASCADE")
     spark.sql(f"CREATE DATABASE {cfg.database}")
     raw = tmp_path_factory.mktemp("schema_raw")
