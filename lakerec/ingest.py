@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import reduce
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakerec.aliccp import parse
@@ -160,24 +161,37 @@ def raw_files(spark: SparkSession, raw: str, splits: tuple[str, ...]) -> dict[st
     return out
 
 
-def mark_repeated(parsed: DataFrame, key: str, reason: str) -> DataFrame:
+def mark_repeated(parsed: DataFrame, key: str, reason: str) -> tuple[DataFrame, bool]:
     """Mark the second and later valid lines of a split that repeat `key` (file order) with `reason`.
 
-    One shuffle by (split, key): the first valid line of each key, over a window.
+    One aggregation of the keys alone (not a shuffle of whole lines) finds the keys that repeat
+    and the first line of each; when none repeats, the usual case, the frame is returned as is.
+
+    Returns:
+        (the frame, whether any line was marked)
     """
-    first = F.min(F.when(F.col("reason").isNull(), F.col("line_number"))).over(Window.partitionBy("split", key))
-    return parsed.withColumn(
-        "reason",
-        F.when(F.col("reason").isNull() & (F.col("line_number") != first), F.lit(reason)).otherwise(F.col("reason")),
+    pos = F.struct("_block", "_mid")
+    firsts = (
+        parsed.where(F.col("reason").isNull()).groupBy("split", key)
+        .agg(F.count(F.lit(1)).alias("_n"), F.min(pos).alias("_first"))
+        .where("_n > 1").drop("_n")
     )
+    if firsts.isEmpty():
+        return parsed, False
+    marked = parsed.join(firsts, ["split", key], "left").withColumn(
+        "reason",
+        F.when(F.col("reason").isNull() & F.col("_first").isNotNull() & (pos != F.col("_first")), F.lit(reason))
+        .otherwise(F.col("reason")),
+    )
+    return marked.drop("_first"), True
 
 
-def check_common_keys(parsed_common: DataFrame) -> DataFrame:
+def check_common_keys(parsed_common: DataFrame) -> tuple[DataFrame, bool]:
     """Mark the second and later valid lines of a split that repeat a common_feature_index."""
     return mark_repeated(parsed_common, "common_feature_index", R.DUPLICATE_COMMON_FEATURE_INDEX)
 
 
-def check_sample_ids(checked_skeleton: DataFrame) -> DataFrame:
+def check_sample_ids(checked_skeleton: DataFrame) -> tuple[DataFrame, bool]:
     """Mark the second and later valid impressions of a split that repeat a sample_id."""
     return mark_repeated(checked_skeleton, "sample_id", R.DUPLICATE_SAMPLE_ID)
 
@@ -208,27 +222,71 @@ def to_samples(checked_skeleton: DataFrame) -> DataFrame:
     )
 
 
-def _split_of(path: Column) -> Column:
-    """The split a raw file belongs to, from its name (`..._train.csv` or `..._train.csv.gz` → `train`)."""
-    return F.regexp_extract(path, r"_([A-Za-z0-9]+)\.csv(\.gz)?$", 1)
+def read_tagged(spark: SparkSession, paths: list[str], splits: tuple[str, ...]) -> DataFrame:
+    """The raw files of one kind, one per split, as `path, _block, _mid, raw_line, split` (parse.tag_lines)."""
+    frames = [parse.tag_lines(spark.read.text(p)).withColumn("split", F.lit(s)) for p, s in zip(paths, splits)]
+    return reduce(DataFrame.unionByName, frames)
 
 
-def _tally(parsed: DataFrame) -> dict[str, tuple[int, int, dict[str, int]]]:
-    """Per split: (valid rows, features of valid rows, rejected rows by reason), in one pass."""
+def compact(parsed: DataFrame) -> DataFrame:
+    """What the writes need of a parsed file: the raw text is kept only for rejected lines."""
+    return parsed.withColumn("raw_line", F.when(F.col("reason").isNotNull(), F.col("raw_line")))
+
+
+@dataclass
+class Counts:
+    """One pass over a parsed file: per split valid rows, their features, rejects by reason; the read blocks."""
+    by_split: dict[str, tuple[int, int, dict[str, int]]]
+    blocks: list[tuple[str, int, int, int]]  # (path, block start, first line id, lines)
+
+    @property
+    def valid(self) -> int:
+        return sum(v for v, _, _ in self.by_split.values())
+
+    @property
+    def features(self) -> int:
+        return sum(f for _, f, _ in self.by_split.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(sum(bad.values()) for _, _, bad in self.by_split.values())
+
+
+def count(parsed: DataFrame) -> Counts:
     rows = (
-        parsed.groupBy("split", "reason")
-        .agg(F.count(F.lit(1)).alias("n"), F.sum(F.size("features")).alias("features"))
+        parsed.groupBy("split", "path", "_block", "reason")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum(F.size("features")).alias("features"), F.min("_mid").alias("first"))
         .collect()
     )
-    out: dict[str, tuple[int, int, dict[str, int]]] = {}
+    by_split: dict[str, tuple[int, int, dict[str, int]]] = {}
+    blocks: dict[tuple[str, int], tuple[int, int]] = {}
     for r in rows:
-        valid, feats, bad = out.get(r.split, (0, 0, {}))
+        valid, feats, bad = by_split.get(r.split, (0, 0, {}))
         if r.reason is None:
             valid, feats = valid + r.n, feats + (r.features or 0)
         else:
-            bad[r.reason] = r.n
-        out[r.split] = (valid, feats, bad)
-    return out
+            bad[r.reason] = bad.get(r.reason, 0) + r.n
+        by_split[r.split] = (valid, feats, bad)
+        first, n = blocks.get((r.path, r._block), (r.first, 0))
+        blocks[(r.path, r._block)] = (min(first, r.first), n + r.n)
+    return Counts(by_split, [(p, b, first, n) for (p, b), (first, n) in blocks.items()])
+
+
+def quarantined(spark: SparkSession, parsed: DataFrame, file: str, bases: list, text: DataFrame | None) -> DataFrame:
+    """The rejected lines of one kind of file, numbered, with their raw text.
+
+    Lines marked as repeats were valid when parsed, so the compact frame holds no text for
+    them: `text` (the files, tagged again; None when nothing was marked) gives it back.
+    """
+    rejected = parsed.where(F.col("reason").isNotNull()).select(*parse.POSITION, "split", "raw_line", "reason")
+    if text is not None:
+        repeats = rejected.where(F.col("raw_line").isNull()).drop("raw_line")
+        rejected = rejected.where(F.col("raw_line").isNotNull()).unionByName(
+            repeats.join(text.select(*parse.POSITION, "raw_line"), list(parse.POSITION))
+        )
+    return parse.number_lines(spark, rejected, bases).select(
+        "split", F.lit(file).alias("file"), "line_number", "raw_line", "reason"
+    )
 
 
 def _write_checked(df: DataFrame, cfg: Config, table: T.Table, where: str, expected: int) -> None:
@@ -304,27 +362,27 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
     log.info("ingesting %s from %s", ", ".join(splits), raw)
 
     # Parse and check both kinds of file; nothing is written until the whole input passed.
+    # Each file is read once; what the writes need of it is cached (raw text only of rejected lines).
     t0 = time.monotonic()
-    numbered, lines_per_file = parse.with_line_numbers(spark, spark.read.text(paths[COMMON]))
-    common = check_common_keys(parse.parse_common(numbered.withColumn("split", _split_of(F.col("path")))))
-    common = common.persist(StorageLevel.MEMORY_AND_DISK)
-    common_tally = _tally(common)
+    common = compact(parse.parse_common(read_tagged(spark, paths[COMMON], splits))).persist(StorageLevel.MEMORY_AND_DISK)
+    common, common_repeats = check_common_keys(common)
+    common_counts = count(common)
     user_fields = parse.to_user_contexts(common).select("split", "common_feature_index", *USER_SINGLE_COLUMNS)
     seconds = {COMMON: time.monotonic() - t0}
     t0 = time.monotonic()
-    numbered, skeleton_lines = parse.with_line_numbers(spark, spark.read.text(paths[SKELETON]))
-    lines_per_file.update(skeleton_lines)
-    skeleton = check_sample_ids(check_skeleton_keys(
-        parse.parse_skeleton(numbered.withColumn("split", _split_of(F.col("path")))), user_fields
+    skeleton = compact(check_skeleton_keys(
+        parse.parse_skeleton(read_tagged(spark, paths[SKELETON], splits)), user_fields
     )).persist(StorageLevel.MEMORY_AND_DISK)
-    skeleton_tally = _tally(skeleton)
+    skeleton, skeleton_repeats = check_sample_ids(skeleton)
+    skeleton_counts = count(skeleton)
     seconds[SKELETON] = time.monotonic() - t0
 
+    bases, lines_per_file = parse.block_bases(common_counts.blocks + skeleton_counts.blocks)
     reports = []
     for split in splits:
-        for file, tally in ((COMMON, common_tally), (SKELETON, skeleton_tally)):
+        for file, counts in ((COMMON, common_counts), (SKELETON, skeleton_counts)):
             path = paths[file][splits.index(split)]
-            valid, feats, bad = tally.get(split, (0, 0, {}))
+            valid, feats, bad = counts.by_split.get(split, (0, 0, {}))
             name = path.rsplit("/", 1)[-1]
             lines = sum(n for p, n in lines_per_file.items() if p.rsplit("/", 1)[-1] == name)
             reports.append(FileReport(split, file, path, lines, valid, sum(bad.values()), feats, bad, seconds[file]))
@@ -345,17 +403,18 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
 
     t0 = time.monotonic()
     with lake_runs.recorded(spark, cfg, T.INGEST, scope=",".join(splits)):
-        _write_checked(parse.to_user_contexts(common), cfg, T.USER_CONTEXTS, where,
-                       sum(t[0] for t in common_tally.values()))
+        _write_checked(parse.to_user_contexts(common), cfg, T.USER_CONTEXTS, where, common_counts.valid)
         _write_checked(parse.explode_features(common, "common_feature_index"), cfg, T.COMMON_FEATURES,
-                       where, sum(t[1] for t in common_tally.values()))
-        _write_checked(to_samples(skeleton), cfg, T.SAMPLES, where,
-                       sum(t[0] for t in skeleton_tally.values()))
+                       where, common_counts.features)
+        _write_checked(to_samples(skeleton), cfg, T.SAMPLES, where, skeleton_counts.valid)
         _write_checked(parse.explode_features(skeleton, "sample_id"), cfg, T.SKELETON_FEATURES,
-                       where, sum(t[1] for t in skeleton_tally.values()))
-        quarantine = parse.to_quarantine(common, COMMON).unionByName(parse.to_quarantine(skeleton, SKELETON))
-        _write_checked(quarantine, cfg, T.QUARANTINE, where,
-                       sum(sum(t[2].values()) for tally in (common_tally, skeleton_tally) for t in tally.values()))
+                       where, skeleton_counts.features)
+        quarantine = quarantined(
+            spark, common, COMMON, bases, read_tagged(spark, paths[COMMON], splits) if common_repeats else None
+        ).unionByName(quarantined(
+            spark, skeleton, SKELETON, bases, read_tagged(spark, paths[SKELETON], splits) if skeleton_repeats else None
+        ))
+        _write_checked(quarantine, cfg, T.QUARANTINE, where, common_counts.rejected + skeleton_counts.rejected)
         common.unpersist()
         skeleton.unpersist()
         for _ in run_statements(spark, sql_file("ingest/samples_wide.sql"), cfg):

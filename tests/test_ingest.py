@@ -214,18 +214,31 @@ def test_missing_raw_file_is_a_clear_error_and_writes_nothing(spark, cfg, tmp_pa
         ingest.run(spark, cfg, str(tmp_path / "raw"), ("validation",))
 
 
-def test_line_numbers_follow_file_order_across_blocks(spark, tmp_path):
-    """Files larger than one read block are numbered in order across blocks."""
-    path = tmp_path / "big.csv"
-    path.write_text("".join(f"{i}\n" for i in range(1, 30001)))
-    spark.conf.set("spark.sql.files.maxPartitionBytes", "16k")
+def test_rejected_lines_keep_their_number_and_text_across_read_blocks(spark, cfg, tmp_path):
+    """A skeleton file of many read blocks: each rejected line's number and raw text in quarantine
+    are the file's, repeats too (valid when parsed, so their text is read back for quarantine)."""
+    n = 6000
+    lines = [skel(i, 0, 0, "a1", ("205", str(i), "1.0")) for i in range(1, n + 1)]
+    planted = {
+        17: ("not,a,line", R.WRONG_COLUMN_COUNT),
+        2500: (skel(3, 0, 0, "a1", ("205", "9", "1.0")), R.DUPLICATE_SAMPLE_ID),  # sample 3 is line 3
+        4000: ("", R.EMPTY_LINE),
+        5999: (skel(5999, 7, 0, "a1", ("205", "1", "1.0")), R.BAD_LABEL),
+    }
+    for number, (text, _) in planted.items():
+        lines[number - 1] = text
+    commons = [common("a1", ("101", "11", "1.0")), common("a1", ("101", "12", "1.0"))]
+    write_raw(tmp_path / "raw", "train", commons, lines)
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "16k")  # ~11 blocks of the skeleton file
     try:
-        numbered, per_file = parse.with_line_numbers(spark, spark.read.text(str(path)))
-        rows = numbered.select("line_number", "raw_line").collect()
+        reports = {r.file: r for r in ingest.run(spark, cfg, str(tmp_path / "raw"), ("train",))}
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
-    assert list(per_file.values()) == [30000]
-    assert all(r.line_number == int(r.raw_line) for r in rows) and len(rows) == 30000
+    assert (reports["skeleton"].lines_read, reports["skeleton"].rows_written) == (n, n - len(planted))
+    got = {(q.file, q.line_number, q.raw_line, q.reason) for q in spark.table(cfg.table("quarantine")).collect()}
+    assert got == {("skeleton", k, text, reason) for k, (text, reason) in planted.items()} | {
+        ("common", 2, commons[1], R.DUPLICATE_COMMON_FEATURE_INDEX)}
+    assert spark.table(cfg.table("samples")).where("sample_id = 3").first().item_id == 3  # the first line won
 
 
 def test_very_long_lines_parse(spark):

@@ -22,35 +22,40 @@ _UINT = "^[0-9]+$"
 _INT = "^-?[0-9]+$"
 
 
-def with_line_numbers(spark: SparkSession, lines: DataFrame) -> tuple[DataFrame, dict[str, int]]:
-    """Number the lines of text files 1..n in file order.
+POSITION = ("path", "_block", "_mid")  # where a line is: its file, its read block, its id within the block's partition
 
-    `lines` is `spark.read.text(paths)`. Spark splits a file into blocks read in parallel;
-    each row knows its block's start offset (the `_metadata` column) and gets an id that
-    increases by one within a partition. A small pass counts the lines of every block, so
-    a line's number is the lines in earlier blocks of its file plus its place in its block.
 
-    Returns:
-        (frame with `path, line_number, raw_line`, lines per file path)
+def tag_lines(lines: DataFrame) -> DataFrame:
+    """`spark.read.text(paths)` → `path, _block, _mid, raw_line`: each line's place, in one pass.
+
+    Spark splits a file into blocks read in parallel; each row knows its block's start offset
+    (the `_metadata` column) and gets an id that increases by one within a partition, so a
+    line's number is the lines in earlier blocks of its file plus its place in its block
+    (`number_lines`, from the per-block counts of `block_bases`). Nothing reads the files twice.
     """
-    tagged = lines.select(
+    return lines.select(
         F.col("_metadata.file_path").alias("path"),
         F.col("_metadata.file_block_start").alias("_block"),
         F.monotonically_increasing_id().alias("_mid"),
         F.col("value").alias("raw_line"),
     )
-    blocks = tagged.groupBy("path", "_block").agg(F.min("_mid").alias("_first"), F.count("*").alias("_n")).collect()
+
+
+def block_bases(blocks: list[tuple[str, int, int, int]]) -> tuple[list[tuple[str, int, int, int]], dict[str, int]]:
+    """Per-block `(path, block, first id, lines)` → `(path, block, first id, lines before it)` and lines per file."""
     bases, per_file = [], {}
-    for b in sorted(blocks, key=lambda r: (r.path, r._block)):
-        bases.append((b.path, b._block, b._first, per_file.get(b.path, 0)))
-        per_file[b.path] = per_file.get(b.path, 0) + b._n
-    if not bases:
-        return tagged.select("path", F.lit(None).cast("bigint").alias("line_number"), "raw_line").limit(0), {}
-    base = spark.createDataFrame(bases, "path string, _block bigint, _first bigint, _base bigint")
-    numbered = tagged.join(F.broadcast(base), ["path", "_block"]).select(
-        "path", (F.col("_base") + F.col("_mid") - F.col("_first") + 1).alias("line_number"), "raw_line"
-    )
-    return numbered, per_file
+    for path, block, first, n in sorted(blocks):
+        bases.append((path, block, first, per_file.get(path, 0)))
+        per_file[path] = per_file.get(path, 0) + n
+    return bases, per_file
+
+
+def number_lines(spark: SparkSession, rows: DataFrame, bases: list[tuple[str, int, int, int]]) -> DataFrame:
+    """Rows tagged by `tag_lines` (any subset) → the same rows with `line_number` (1-based, file order)."""
+    base = spark.createDataFrame(bases or [("", 0, 0, 0)], "path string, _block bigint, _first bigint, _base bigint")
+    return rows.join(F.broadcast(base), ["path", "_block"]).withColumn(
+        "line_number", F.col("_base") + F.col("_mid") - F.col("_first") + 1
+    ).drop("_first", "_base")
 
 
 # A well-formed feature; a line whose whole feature_list matches _FAST_LIST needs no
