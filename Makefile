@@ -8,6 +8,8 @@ LAKE ?= lake
 # Test modules run on this many processes (pytest-xdist, one module per process at a time):
 # each holds its own Spark JVM and TensorFlow, about 4 GiB at peak.
 TEST_WORKERS ?= 2
+# The workflow linter tests/test_workflows.py runs, built from source with Go when Go is on PATH.
+ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 export PYSPARK_PYTHON := $(abspath $(PY))
 
 .PHONY: setup demo serve test bench clean
@@ -23,6 +25,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml package
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .  # lakerec importable from anywhere (notebooks, bench)
 	$(PY) -m lakerec.jars
 	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent; else echo "warning: npm not found: Azure Blob tests need Azurite (npm)"; fi
+	@if command -v go >/dev/null; then GOBIN=$(abspath $(VENV))/bin go install $(ACTIONLINT); else echo "warning: go not found: the workflow lint test needs actionlint (go install $(ACTIONLINT))"; fi
 	touch $@
 
 demo: setup
