@@ -76,7 +76,9 @@ class SparkConf(_Validated):
     master: str | None = None  # None: the platform's session (Databricks, Synapse); local[*] on a machine
     app_name: str = "lakerec"
     shuffle_partitions: int = field(default=4, metadata=POSITIVE)
-    driver_memory: str = "8g"
+    # The local JVM's heap (its resident memory grows to about this before it collects): sized for a
+    # laptop; ingest's cache spills to disk past it, so its peak does not grow with the input.
+    driver_memory: str = "4g"
     # A local Hive metastore (Derby) inside the lake, for local targets; platforms have their own catalog.
     local_metastore: bool = False
     extra: dict[str, str] = field(default_factory=dict)

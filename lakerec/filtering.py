@@ -33,6 +33,7 @@ from lakerec.config import Config, FilterConf
 from lakerec.errors import LakeRecError
 from lakerec.schema import tables as T
 from lakerec.schema.fields import SPLITS
+from lakerec.spark import named_jobs
 from lakerec.sqlfiles import SQL_DIR, bind_view, run_views, view_names
 from lakerec import lake_runs
 from lakerec.tables import table_version, write_table
@@ -284,8 +285,9 @@ def run(spark: SparkSession, cfg: Config) -> FilterSummary:
             frames, c, feature_sizes = build_tables(spark, cfg)
             output_versions = {}
             for name in OUTPUT_TABLES:
-                write_table(frames[name], cfg.table(name), T.table(name).partitioned_by)
-                output_versions[name] = table_version(spark, cfg.table(name))
+                with named_jobs(spark, f"filter: write {name}"):
+                    write_table(frames[name], cfg.table(name), T.table(name).partitioned_by)
+                    output_versions[name] = table_version(spark, cfg.table(name))
         finally:
             for view in temp_views():
                 spark.catalog.dropTempView(view)

@@ -33,6 +33,7 @@ from lakerec import lake_runs
 from lakerec.errors import InputDataError, SuspiciousInputError
 from lakerec.schema import tables as T
 from lakerec.schema.fields import COMMON, FILE_NAMES, SKELETON, SPLITS, raw_file_name
+from lakerec.spark import named_jobs
 from lakerec.sqlfiles import run_statements, sql_file
 from lakerec.tables import rows_written_by_last_commit, write_table
 
@@ -289,11 +290,16 @@ def quarantined(spark: SparkSession, parsed: DataFrame, file: str, bases: list, 
     )
 
 
+def step(spark: SparkSession, what: str):
+    return named_jobs(spark, f"ingest: {what}")
+
+
 def _write_checked(df: DataFrame, cfg: Config, table: T.Table, where: str, expected: int) -> None:
     """Write (partitioned as the registry says), then check the rows Delta committed against what the data holds."""
     name = cfg.table(table.name)
-    write_table(df, name, table.partitioned_by, where)
-    written = rows_written_by_last_commit(df.sparkSession, name)
+    with step(df.sparkSession, f"write {table.name}"):
+        write_table(df, name, table.partitioned_by, where)
+        written = rows_written_by_last_commit(df.sparkSession, name)
     if written != expected:
         raise ReconcileError(f"{name}: Delta committed {written} rows, expected {expected}")
 
@@ -365,16 +371,18 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
     # Each file is read once; what the writes need of it is cached (raw text only of rejected lines).
     t0 = time.monotonic()
     common = compact(parse.parse_common(read_tagged(spark, paths[COMMON], splits))).persist(StorageLevel.MEMORY_AND_DISK)
-    common, common_repeats = check_common_keys(common)
-    common_counts = count(common)
+    with step(spark, "parse and count common"):
+        common, common_repeats = check_common_keys(common)
+        common_counts = count(common)
     user_fields = parse.to_user_contexts(common).select("split", "common_feature_index", *USER_SINGLE_COLUMNS)
     seconds = {COMMON: time.monotonic() - t0}
     t0 = time.monotonic()
     skeleton = compact(check_skeleton_keys(
         parse.parse_skeleton(read_tagged(spark, paths[SKELETON], splits)), user_fields
     )).persist(StorageLevel.MEMORY_AND_DISK)
-    skeleton, skeleton_repeats = check_sample_ids(skeleton)
-    skeleton_counts = count(skeleton)
+    with step(spark, "parse and count skeleton"):
+        skeleton, skeleton_repeats = check_sample_ids(skeleton)
+        skeleton_counts = count(skeleton)
     seconds[SKELETON] = time.monotonic() - t0
 
     bases, lines_per_file = parse.block_bases(common_counts.blocks + skeleton_counts.blocks)
@@ -392,7 +400,9 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
             "; ".join(f"{r.split}/{r.file}: {r.lines_read} read != {r.rows_written} written + {r.rows_quarantined} quarantined"
                       for r in bad_files)
         )
-    refused = refusals(reports, rows_held(spark, cfg, splits), cfg)
+    with step(spark, "rows held"):
+        held = rows_held(spark, cfg, splits)
+    refused = refusals(reports, held, cfg)
     if refused and not cfg.ingest.force:
         common.unpersist()
         skeleton.unpersist()
@@ -417,8 +427,9 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
         _write_checked(quarantine, cfg, T.QUARANTINE, where, common_counts.rejected + skeleton_counts.rejected)
         common.unpersist()
         skeleton.unpersist()
-        for _ in run_statements(spark, sql_file("ingest/samples_wide.sql"), cfg):
-            pass
+        with step(spark, "samples_wide view"):
+            for _ in run_statements(spark, sql_file("ingest/samples_wide.sql"), cfg):
+                pass
         write_seconds = (time.monotonic() - t0) / 2  # the writes, shared between the two kinds of file
         for r in reports:
             r.duration_s += write_seconds
@@ -431,7 +442,8 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
             ],
             REPORT_SCHEMA,
         )
-        write_table(report_df, cfg.table(T.INGEST_REPORT.name), T.INGEST_REPORT.partitioned_by, where)
+        with step(spark, "write ingest_report"):
+            write_table(report_df, cfg.table(T.INGEST_REPORT.name), T.INGEST_REPORT.partitioned_by, where)
     return reports
 
 

@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 from lakerec.config import Config
 from lakerec.errors import IncompleteRunError
 from lakerec.schema import tables as T
-from lakerec.tables import read_table, table_exists, table_version
+from lakerec.tables import read_table, table_exists, table_versions
 
 log = logging.getLogger("lakerec.lake_runs")
 
@@ -57,8 +57,10 @@ class RunRecord:
 
 def current_versions(spark: SparkSession, cfg: Config, job: str) -> dict[str, int]:
     """The Delta version of every stored table `job` writes that exists now."""
-    return {t.name: table_version(spark, cfg.table(t.name))
-            for t in T.written_by(job) if not t.view and t.name != T.LAKE_RUNS.name and table_exists(spark, cfg.table(t.name))}
+    names = [t.name for t in T.written_by(job)
+             if not t.view and t.name != T.LAKE_RUNS.name and table_exists(spark, cfg.table(t.name))]
+    found = table_versions(spark, [cfg.table(n) for n in names])
+    return {n: found[cfg.table(n)] for n in names}
 
 
 def _append(spark: SparkSession, cfg: Config, record: RunRecord) -> None:
@@ -136,7 +138,8 @@ def check_inputs(spark: SparkSession, cfg: Config, tables: Iterable[T.Table]) ->
             log.warning("reading anyway (--allow-incomplete): %s", message)
         elif message:
             raise IncompleteRunError(message)
-    return {t.name: table_version(spark, cfg.table(t.name)) for t in tables}
+    found = table_versions(spark, [cfg.table(t.name) for t in tables])
+    return {t.name: found[cfg.table(t.name)] for t in tables}
 
 
 def problems(spark: SparkSession, cfg: Config) -> list[str]:

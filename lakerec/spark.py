@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from lakerec.config import Config
@@ -153,3 +154,13 @@ def get_spark(cfg: Config):
         raise
     log.info("spark %s on %s, lake %s", spark.version, sc.master, lake)
     return spark
+
+
+@contextmanager
+def named_jobs(spark, name: str):
+    """Name the Spark jobs run inside the block (the Spark UI and event log show it; bench/ingest_profile.py reads it)."""
+    spark.sparkContext.setJobDescription(name)
+    try:
+        yield
+    finally:
+        spark.sparkContext.setJobDescription(None)

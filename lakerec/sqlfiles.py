@@ -68,6 +68,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from lakerec.config import Config
 from lakerec.errors import LakeRecError
 from lakerec.schema import fields as F
+from lakerec.spark import named_jobs
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -223,10 +224,11 @@ def run_views(
         view = created_view(st)
         if view in skip_views:
             continue
-        df = spark.sql(render(st.sql, cfg, values))
-        if view:
-            if view in materialized:
-                bind_view(spark.table(view), view)
-        else:
-            results.append(df.collect())
+        with named_jobs(spark, f"{relative}: {view or st.title or 'query'}"):
+            df = spark.sql(render(st.sql, cfg, values))
+            if view:
+                if view in materialized:
+                    bind_view(spark.table(view), view)
+            else:
+                results.append(df.collect())
     return results

@@ -3,7 +3,7 @@
     cfg, stages = two_stage_lake(spark, base_cfg, raw_dir, "serve")   # stages: train, rank, recommend summaries
 
 Small and fast on purpose (a few hundred users and items, one or two epochs, no baselines
-beyond what recommend needs): tests/test_serve.py and bench/serve.py build on it.
+beyond what recommend needs unless asked): tests/test_two_stage_serve.py and bench/serve.py build on it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ FAST = dict(train__epochs=2, train__early_stopping_patience=0, train__validation
 
 
 def two_stage_lake(spark, base_cfg, raw, name: str, *, k: int = 10, impressions: int = 3_000, users: int = 120,
-                   items: int = 150, **overrides):
+                   items: int = 150, evaluate_ranker: bool = False, **overrides):
     """Generate, ingest, filter, train both models and recommend (with the recommender model).
+
+    `evaluate_ranker` evaluates the ranker against its baselines (and in two stages, with
+    `rank__two_stage=True`) as it trains: the rank summary's "evaluation".
 
     Returns:
         (cfg, {"train", "rank", "recommend"}: the stages' summaries).
@@ -42,7 +45,7 @@ def two_stage_lake(spark, base_cfg, raw, name: str, *, k: int = 10, impressions:
     # Run names of their own: another module's pipeline may share this process's lake (and its checkpoints).
     trained = train.run(spark, cfg, run_name=f"{name}-tower", evaluate_after=False)
     impressions_stage.run(spark, cfg)
-    ranked = rank_train.run(spark, cfg, run_name=f"{name}-ranker", evaluate_after=False)
+    ranked = rank_train.run(spark, cfg, run_name=f"{name}-ranker", evaluate_after=evaluate_ranker)
     # Both models by version: one or two epochs need not pass the champion gate.
     recs = recommend.run(spark, cfg, k=k, run_id=trained["run_id"], recommender=True,
                          ranker_uri=f"models:/{cfg.mlflow.registered_ranker}/{ranked['model_version']}")

@@ -85,7 +85,7 @@ def nb_lake(tmp_path_factory):
     conf["rank"].update(embedding_dim=4, deep_layers=[16], cross_layers=1, validation_rows=2000,
                         shuffle_buffer=2000, eval_batch_size=4096,
                         # 03's top-K stays the two-tower's order (what test_03 checks); the re-ranked
-                        # recommend stage is tested in test_two_stage_pipeline.py.
+                        # recommend stage is tested in test_two_stage_serve.py.
                         rerank_recommendations=False)
     conf["mlflow"].update(experiment="lakerec-notebooks", registered_model="lakerec-notebooks",
                           registered_ranker=RANKER)

@@ -92,14 +92,23 @@ def _slow_feature_reason(items: Column) -> Column:
     )
 
 
+def _repeats_a_single_field(fields: Column, single_codes: list[str]) -> Column:
+    """A single-valued field (item_id, ...) occurs more than once in the line's field codes.
+
+    Counted per code with array_remove (no per-feature lambda): size minus size without it.
+    """
+    counts = [F.size(fields) - F.size(F.array_remove(fields, code)) for code in single_codes]
+    return (F.greatest(*counts) if len(counts) > 1 else counts[0]) > 1 if counts else F.lit(False)
+
+
 def _parse(lines: DataFrame, n_columns: int, header_rules: list[tuple[Column, str]], key: Column,
            feature_num: Column, feature_list: Column, single_codes: list[str]) -> DataFrame:
     """Shared by both files: the line rules in order, then the feature rules."""
     df = lines.withColumn("_c", F.split("raw_line", ",", -1))
     df = df.withColumn("_items", _items(feature_list))
     df = df.withColumn("_fast", feature_list.rlike(_FAST_LIST))
-    df = df.withColumn("_singles", F.filter(F.transform("_items", lambda f: F.substring_index(f, FIELD_SEP, 1)),
-                                            lambda field: field.isin(single_codes)))
+    # Typed once for every line: the valid ones keep it, and its field codes serve the repeat check.
+    df = df.withColumn("_typed", _typed_features(F.col("_items")))
     reason = F.when(F.col("raw_line") == "", R.EMPTY_LINE).when(F.size("_c") != n_columns, R.WRONG_COLUMN_COUNT)
     for broken, name in header_rules:
         reason = reason.when(broken, name)
@@ -109,13 +118,13 @@ def _parse(lines: DataFrame, n_columns: int, header_rules: list[tuple[Column, st
         .when(~feature_num.rlike(_UINT) | feature_num.cast("int").isNull(), R.BAD_FEATURE_NUM)
         .when(~F.col("_fast") & slow.isNotNull(), slow)
         .when(F.size("_items") != feature_num.cast("int"), R.FEATURE_NUM_MISMATCH)
-        .when(F.size(F.array_distinct("_singles")) != F.size("_singles"), R.REPEATED_SINGLE_VALUED_FIELD)
+        .when(_repeats_a_single_field(F.col("_typed.field"), single_codes), R.REPEATED_SINGLE_VALUED_FIELD)
     )
     valid = F.col("reason").isNull()
     return (
         df.withColumn("reason", reason)
         .withColumn("common_feature_index", F.when(valid, key))
-        .withColumn("features", F.when(valid, _typed_features(F.col("_items"))))
+        .withColumn("features", F.when(valid, F.col("_typed")))
     )
 
 

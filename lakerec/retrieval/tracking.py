@@ -78,15 +78,9 @@ def git_commit() -> tuple[str, bool | None]:
 
 def table_versions(spark, cfg: Config, names=TRAINED_ON) -> dict[str, int]:
     """Current Delta version of each named table in cfg.database."""
-    from concurrent.futures import ThreadPoolExecutor
+    from lakerec.tables import table_versions as versions
 
-    from lakerec.tables import table_version
-
-    # One DESCRIBE HISTORY per table; Spark runs them concurrently from threads.
-    full = [cfg.table(n) for n in names]
-    with ThreadPoolExecutor(max_workers=len(full) or 1) as pool:
-        versions = list(pool.map(lambda t: table_version(spark, t), full))
-    return dict(zip(full, versions))
+    return versions(spark, [cfg.table(n) for n in names])
 
 
 def provenance_tags(cfg: Config) -> dict[str, str]:

@@ -1,7 +1,10 @@
-"""The recommendation service: a real scoring server on loopback, real HTTP requests, against the batch table.
+"""Both stages end to end on generated data, then the service on top of them.
 
-One tiny generated lake through both stages and `recommend` (which registers the recommender),
-one `mlflow models serve` of the registered model for the whole module.
+One small generated lake for the whole module (building it takes minutes): filter -> two-tower
+-> impressions -> ranker (+ its evaluation against its baselines and the two-stage run) ->
+recommendations re-ranked by the ranker, with the recommender registered; then one
+`mlflow models serve` of the registered model on loopback, real HTTP requests, against the
+batch table. The test that rewrites the recommendations without a ranker runs last.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from lakerec.schema import tables as T
 
 from tests.pipeline_fixtures import two_stage_lake
 
+pytestmark = pytest.mark.heavy  # run first under xdist (conftest.py): the longest modules
+
 K = 10
 
 
@@ -31,7 +36,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def pipeline(spark, base_cfg, tmp_path_factory):
-    return two_stage_lake(spark, base_cfg, tmp_path_factory.mktemp("raw"), "serve", k=K)
+    return two_stage_lake(spark, base_cfg, tmp_path_factory.mktemp("raw"), "two_stage", k=K, impressions=8_000,
+                          users=250, items=300, evaluate_ranker=True, train__epochs=3, rank__epochs=2,
+                          rank__batch_size=128, rank__two_stage=True)
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +192,68 @@ def test_the_approximate_index_finds_what_the_exact_one_does(pipeline):
     for seen in (False, True):
         a, b = exact.recommend(users, exclude_seen=seen), approx.recommend(users, exclude_seen=seen)
         assert a["item_id"].tolist() == b["item_id"].tolist()
+
+
+def test_every_impression_reaches_the_ranker_tables(spark, pipeline):
+    cfg, *_ = pipeline
+    samples = {r.split: r.n for r in spark.sql(
+        f"SELECT split, count(*) AS n FROM {cfg.table(T.SAMPLES.name)} GROUP BY split").collect()}
+    for split, table in T.IMPRESSIONS_OF.items():
+        assert spark.table(cfg.table(table.name)).count() == samples[split]
+
+
+def test_the_ranker_is_evaluated_against_its_baselines_and_in_two_stages(pipeline):
+    ranked = pipeline[1]["rank"]
+    evaluation = ranked["evaluation"]
+    methods = evaluation["methods"]
+    ranker = methods[next(m for m in methods if m.startswith("ranker"))]
+    # Every baseline of the issue is a row of the same table.
+    names = " ".join(methods)
+    for wanted in ("item CTR", "two-tower", "oracle"):
+        assert wanted in names, (wanted, list(methods))
+    assert ranker["ctr_auc"] > 0.55 and ranker["cvr_auc"] is not None
+    oracle = max(v["ctr_auc"] for m, v in methods.items() if m.startswith("oracle"))
+    assert ranker["ctr_auc"] <= oracle + 0.02  # no model beats the truth by more than noise
+    stages = evaluation["two_stage"]["metrics"]
+    assert set(stages) == {"retrieval alone", "retrieval + ranker", "retrieval + oracle"}
+    assert all(0.0 <= v["recall@10"] <= 1.0 for v in stages.values())
+    assert "ranker" in evaluation["table"] and "retrieval + ranker" in evaluation["table"]
+
+
+def test_recommendations_are_reranked_by_the_registered_ranker(spark, pipeline):
+    from lakerec.ranking.rerank import exposure
+
+    cfg, stages = pipeline
+    retrieval, ranked, recs = stages["train"], stages["rank"], stages["recommend"]
+    assert not retrieval["champion"].promoted and "no validation slice" in retrieval["champion"].reason
+    assert recs["run_id"] == retrieval["run_id"]  # --model-version's run
+    assert cfg.rank.rerank_by == "expected_clicks"  # the default order: pCTR x the item's exposure
+    assert recs["ranker"] == f"models:/{cfg.mlflow.registered_ranker}/{ranked['model_version']}"
+    rows = spark.table(cfg.table(T.RECOMMENDATIONS.name)).toPandas()
+    assert list(rows.columns) == list(T.RECOMMENDATIONS.column_names)
+    assert rows["p_click"].notna().all() and rows["p_conversion"].notna().all()
+    assert (rows["ranker"] == recs["ranker"]).all() and (rows["run_id"] == retrieval["run_id"]).all()
+    vocab = spark.table(cfg.table(T.ITEM_VOCAB.name)).select("item_id", "impressions").toPandas()
+    shown = dict(zip(vocab["item_id"], exposure(vocab["impressions"], float(vocab["impressions"].sum()), len(vocab))))
+    reordered = 0
+    for _, user in rows.groupby("user_id"):
+        user = user.sort_values("rank")
+        assert list(user["rank"]) == list(range(1, len(user) + 1)) and len(user) <= K
+        expected = (user["p_click"] * user["item_id"].map(shown)).tolist()
+        assert expected == pytest.approx(sorted(expected, reverse=True), rel=1e-5)  # the ranker's order
+        reordered += user["score"].tolist() != sorted(user["score"], reverse=True)
+    assert reordered > 0  # not the two-tower's order
+
+
+# Last: it rewrites the recommendations table the tests above read.
+def test_without_a_ranker_recommendations_keep_the_two_tower_order(spark, pipeline):
+    from lakerec.retrieval import recommend
+
+    cfg, stages = pipeline
+    retrieval = stages["train"]
+    plain = recommend.run(spark, override(cfg, rank__rerank_recommendations=False), k=K, run_id=retrieval["run_id"])
+    rows = spark.table(cfg.table(T.RECOMMENDATIONS.name)).toPandas()
+    assert plain["ranker"] is None and rows["ranker"].isna().all() and rows["p_click"].isna().all()
+    for _, user in rows.groupby("user_id"):
+        scores = user.sort_values("rank")["score"].tolist()
+        assert scores == sorted(scores, reverse=True)
