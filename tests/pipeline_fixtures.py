@@ -44,6 +44,9 @@ def two_stage_lake(spark, base_cfg, raw, name: str, *, k: int = 10, impressions:
     filtering.run(spark, cfg)
     # Run names of their own: another module's pipeline may share this process's lake (and its checkpoints).
     trained = train.run(spark, cfg, run_name=f"{name}-tower", evaluate_after=False)
+    # The two-tower by version (one or two epochs need not pass the champion gate): the ranker's
+    # evaluation compares with it, as --model-version would point it.
+    cfg = override(cfg, mlflow__model_version=int(trained["model_version"]))
     impressions_stage.run(spark, cfg)
     ranked = rank_train.run(spark, cfg, run_name=f"{name}-ranker", evaluate_after=evaluate_ranker)
     # Both models by version: one or two epochs need not pass the champion gate.
