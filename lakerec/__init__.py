@@ -21,4 +21,44 @@ else:
     for _category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
         _warnings.filterwarnings("ignore", category=_category)
 
+
+
+class _QuietNativeImport:
+    """Import TensorFlow with the process's stderr (fd 2) on /dev/null, unless --verbose.
+
+    TensorFlow 2.21 writes its native start-up lines (oneDNN, "Could not find cuda drivers",
+    "All log messages before absl::InitializeLog()") from C++ before its logging is set up,
+    whatever TF_CPP_MIN_LOG_LEVEL says. Only the import is silenced: a Python error raised by
+    it still shows (it is printed after fd 2 is back), and so does everything TensorFlow logs later.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        exec_module = spec.loader.exec_module
+
+        def quiet_exec(module):
+            _sys.stderr.flush()
+            saved = _os.dup(2)
+            devnull = _os.open(_os.devnull, _os.O_WRONLY)
+            try:
+                _os.dup2(devnull, 2)
+                exec_module(module)
+            finally:
+                _os.dup2(saved, 2)
+                _os.close(saved)
+                _os.close(devnull)
+
+        spec.loader.exec_module = quiet_exec
+        return spec
+
+
+if not VERBOSE and "tensorflow" not in _sys.modules:
+    _sys.meta_path.insert(0, _QuietNativeImport())
+
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -171,3 +172,13 @@ def test_maintenance_zorders_the_ingest_tables_and_vacuums_when_configured(spark
     on_disk = {str(p.relative_to(location)) for p in Path(location).rglob("*.parquet")}
     current = {f.removeprefix(f"file:{location}/") for f in spark.table(name).inputFiles()}
     assert on_disk == current
+
+
+def test_tensorflow_imports_without_native_lines_on_stderr():
+    """TensorFlow's start-up lines (oneDNN, CUDA drivers, absl) ignore TF_CPP_MIN_LOG_LEVEL;
+    importing it after lakerec says nothing (--verbose / LAKEREC_VERBOSE=1 shows them)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LAKEREC_VERBOSE", "TF_CPP_MIN_LOG_LEVEL")}
+    out = subprocess.run([sys.executable, "-c", "import lakerec, tensorflow as tf; print(int(tf.constant(2) * 3))"],
+                         cwd=REPO, capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout == "6\n", out.stderr
+    assert out.stderr == ""
