@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any, Callable, Literal, get_args, get_origin
 
+import lakerec
 from lakerec.config import Config, check_value, field_type, load_config, override, parse_assignment
 from lakerec.errors import ConfigError, LakeRecError
 from lakerec.options import BY_KEY, COMMON, OPTIONS
@@ -29,6 +30,9 @@ def setup_logging(stage: str) -> logging.Logger:
     )
     for noisy in ("py4j", "azure", "urllib3", "alembic", "mlflow.store", "matplotlib", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not lakerec.VERBOSE:  # TensorFlow's Python-side notices (retracing, deprecated arguments)
+        for noisy in ("tensorflow", "absl", "h5py"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
     return logging.getLogger(f"lakerec.{stage}")
 
 
@@ -43,22 +47,33 @@ def positive_int(text: str) -> int:
     return value
 
 
-def parser(prog: str, description: str, options: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+LakeUse = Literal["reads", "creates", "none"]
+
+
+def parser(prog: str, description: str, options: tuple[str, ...] = (),
+           lake: LakeUse = "reads") -> argparse.ArgumentParser:
     """An argument parser with the flags every job shares and the job's own config options.
 
     Args:
         prog: the job's name (`train`).
         description: one line for --help.
         options: config keys (lakerec.options) the job takes as flags, beside the common ones
-            (--conf, --lake, --database, --experiment, --registered-model, --set).
+            (--conf, --lake, --database, --experiment, --registered-model, --set, --verbose).
+        lake: "reads": `config_from_args` refuses a local lake that is not there (a mistyped
+            --lake), before Spark starts; "creates" (ingest, movielens, demo): a missing lake
+            is created; "none": the job does not use the lake (upload, download).
     """
     # "resolve": a job may redefine a shared flag (e.g. --database with its own default).
     p = argparse.ArgumentParser(prog=f"python -m lakerec.jobs.{prog}", description=description,
                                 conflict_handler="resolve")
     p.add_argument("--conf", default=None, help="target config YAML (default: conf/local.yml)")
+    # Read by lakerec/__init__.py from sys.argv (it must act before TensorFlow is imported).
+    p.add_argument("--verbose", action="store_true",
+                   help="show library warnings: TensorFlow's native log, Python warnings, the JVM's catalog notices")
     add_options(p, COMMON + tuple(options))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
                    help="set any config key, e.g. --set train.temperature=0.5 (repeatable; the value is YAML)")
+    p.set_defaults(lake_use=lake)
     return p
 
 
@@ -113,8 +128,20 @@ def config_from_args(args: argparse.Namespace, preset: Callable[[Config], Config
             so flags and --set still win over it.
     """
     if preset is None:
-        return load_config(args.conf, given_values(args))
-    return override(preset(load_config(args.conf)), given_values(args))
+        cfg = load_config(args.conf, given_values(args))
+    else:
+        cfg = override(preset(load_config(args.conf)), given_values(args))
+    if getattr(args, "lake_use", "none") == "reads" and not _session_running():
+        from lakerec.spark import require_lake
+
+        require_lake(cfg)
+    return cfg
+
+
+def _session_running() -> bool:
+    """A Spark session is already up in this process (a wrapper or a test opened it): its lake is in use."""
+    sql = sys.modules.get("pyspark.sql")  # not imported: no session
+    return sql is not None and sql.SparkSession.getActiveSession() is not None
 
 
 def _analysis_message(e: Exception) -> str | None:

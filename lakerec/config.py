@@ -271,6 +271,20 @@ class ServeConf(_Validated):
 
 
 @dataclass(frozen=True)
+class DeltaConf(_Validated):
+    """Table maintenance at the end of a job's writes (lakerec.tables.maintain), before its run is recorded complete."""
+
+    # OPTIMIZE ... ZORDER BY the columns the table registry names (samples by user_id, item_id)
+    # after ingest: fewer, clustered files for lookups by user or item. A rewrite of the
+    # tables, so off for the small local lakes.
+    zorder: bool = False
+    # VACUUM ... RETAIN N HOURS after each job's writes: files older versions alone need are
+    # deleted (time travel past N hours ends). None: never. Under 168 (Delta's 7-day safety
+    # check) is allowed here, for local lakes: no other reader may be on an older version.
+    vacuum_retention_hours: float | None = field(default=None, metadata=NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
 class Config(_Validated):
     target: str = "local"
     lake: str = "lake"  # lake root: tables, metastore, MLflow store, caches
@@ -287,6 +301,7 @@ class Config(_Validated):
     rank: RankConf = field(default_factory=RankConf)
     mlflow: MlflowConf = field(default_factory=MlflowConf)
     serve: ServeConf = field(default_factory=ServeConf)
+    delta: DeltaConf = field(default_factory=DeltaConf)
 
     @property
     def lake_path(self) -> Path:
@@ -306,7 +321,7 @@ class Config(_Validated):
 
 # The key prefix of each section, for messages ("train.epochs").
 _SECTIONS = {SparkConf: "spark", IngestConf: "ingest", FilterConf: "filter", TrainConf: "train", EvaluateConf: "evaluate",
-             SweepConf: "sweep", RankConf: "rank", MlflowConf: "mlflow", ServeConf: "serve",
+             SweepConf: "sweep", RankConf: "rank", MlflowConf: "mlflow", ServeConf: "serve", DeltaConf: "delta",
              Config: ""}
 
 

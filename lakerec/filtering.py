@@ -36,7 +36,7 @@ from lakerec.schema.fields import SPLITS
 from lakerec.spark import named_jobs
 from lakerec.sqlfiles import SQL_DIR, bind_view, run_views, view_names
 from lakerec import lake_runs
-from lakerec.tables import table_version, write_table
+from lakerec.tables import append_table, table_version, write_table
 
 log = logging.getLogger("lakerec.filter")
 
@@ -49,7 +49,7 @@ ROW_COLUMNS = ("sample_id", "user_id", "item_id", "click", "conversion")
 # held as a local checkpoint so that every reader sees the same rows and the plan stays short.
 # (user_vocab, item_vocab and feature_vocab are views here, named after the tables they become.)
 MATERIALIZED = frozenset({
-    "rows_after_items", "kept_rows", T.USER_VOCAB.name, "kept_items", T.FEATURE_VOCAB.name,
+    "rows_after_items", "kept_rows", "user_order", "item_order", T.USER_VOCAB.name, "kept_items", T.FEATURE_VOCAB.name,
     "positives", "featured", "user_histories", T.ITEM_VOCAB.name, "interactions",
 })
 
@@ -256,7 +256,7 @@ def temp_views() -> list[str]:
 
 
 def _append(df: DataFrame, name: str) -> None:
-    df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(name)
+    append_table(df, name)
 
 
 def run(spark: SparkSession, cfg: Config) -> FilterSummary:

@@ -34,7 +34,7 @@ from lakerec.schema import tables as T
 from lakerec.schema.fields import SPLITS
 from lakerec.sqlfiles import run_views, view_names
 from lakerec import lake_runs
-from lakerec.tables import table_version, write_table
+from lakerec.tables import append_table, table_version, write_table
 
 log = logging.getLogger("lakerec.impressions")
 
@@ -177,7 +177,7 @@ def _write_and_count(spark: SparkSession, cfg: Config, started: datetime, t0: fl
         splits=splits,
     )
     runs = spark.createDataFrame(summary.as_rows(), RUNS_SCHEMA)
-    runs.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(cfg.table(RUNS_TABLE))
+    append_table(runs, cfg.table(RUNS_TABLE))
     return summary
 
 

@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 from lakerec.config import Config
 from lakerec.errors import IncompleteRunError
 from lakerec.schema import tables as T
-from lakerec.tables import read_table, table_exists, table_versions
+from lakerec.tables import append_table, maintain, read_table, table_exists, table_versions
 
 log = logging.getLogger("lakerec.lake_runs")
 
@@ -65,8 +65,7 @@ def current_versions(spark: SparkSession, cfg: Config, job: str) -> dict[str, in
 
 def _append(spark: SparkSession, cfg: Config, record: RunRecord) -> None:
     row = (record.run_id, record.job, record.state, record.at, record.scope, record.versions)
-    (spark.createDataFrame([row], T.LAKE_RUNS.ddl).write.format("delta").mode("append")
-     .saveAsTable(cfg.table(T.LAKE_RUNS.name)))
+    append_table(spark.createDataFrame([row], T.LAKE_RUNS.ddl), cfg.table(T.LAKE_RUNS.name))
 
 
 def _now() -> datetime:
@@ -83,6 +82,7 @@ def recorded(spark: SparkSession, cfg: Config, job: str, scope: str = "") -> Ite
     run_id = uuid.uuid4().hex
     _append(spark, cfg, RunRecord(run_id, job, STARTED, _now(), scope, current_versions(spark, cfg, job)))
     yield run_id
+    maintain(spark, cfg, job)  # OPTIMIZE / VACUUM when configured: their versions are this run's
     _append(spark, cfg, RunRecord(run_id, job, COMPLETE, _now(), scope, current_versions(spark, cfg, job)))
 
 

@@ -25,6 +25,20 @@ from lakerec import jars, scratch
 
 log = logging.getLogger("lakerec.spark")
 
+# The JVM's logging (shipped as package data): every line to stderr, the local catalog's
+# expected warnings at ERROR. See the file for which loggers and why.
+LOG4J2_CONFIG = Path(__file__).resolve().parent / "conf" / "log4j2.properties"
+
+
+def _java_options(lake: Path, local_dir: Path) -> str:
+    """The driver JVM's options: Derby's home in the lake, scratch files, and LakeRec's log4j2 file.
+
+    Quoted: Spark splits these options like a shell, and a lake path may hold spaces.
+    """
+    quiet = "warn" if os.environ.get("LAKEREC_VERBOSE") == "1" else "error"
+    return (f'-Dderby.system.home="{lake}" -Djava.io.tmpdir="{local_dir}" '
+            f'-Dlog4j2.configurationFile="{LOG4J2_CONFIG.as_uri()}" -Dlakerec.quiet={quiet}')
+
 
 def _check_java() -> None:
     java = Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else None
@@ -53,6 +67,26 @@ def check_lake(cfg: Config) -> Path:
     lake = cfg.lake_path
     if lake.exists() and not lake.is_dir():
         raise SetupError(f"--lake {lake} is a file, not a folder: give the lake's folder (it is created if missing)")
+    return lake
+
+
+def require_lake(cfg: Config) -> Path | None:
+    """The local lake a job reads, refused in one line when it is not there (before Spark starts).
+
+    A session would otherwise create an empty lake at a mistyped `--lake` and the job would
+    then find no tables. Only the jobs that create a lake (ingest, movielens, demo) skip this
+    (lakerec.cli.parser's `lake="creates"`). On a platform catalog (`spark.master: null`) or
+    without the local metastore there is no folder to check.
+    """
+    if cfg.spark.master is None or not cfg.spark.local_metastore:
+        return None
+    lake = check_lake(cfg)
+    create = "python -m lakerec.jobs.ingest --raw DIR (or jobs.movielens, jobs.demo)"
+    if not lake.exists():
+        raise SetupError(f"no lake at {lake}: check --lake (or `lake:` in the config), or create it with {create}")
+    if not metastore_dir(lake).is_dir():
+        raise SetupError(f"{lake} is not a lake: it has no catalog ({metastore_dir(lake).name}/). "
+                         f"Check --lake, or create the lake with {create}")
     return lake
 
 
@@ -112,9 +146,7 @@ def get_spark(cfg: Config):
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
         .config("spark.local.dir", str(local_dir))
-        # Quoted: Spark splits these options like a shell, and a lake path may hold spaces.
-        .config("spark.driver.extraJavaOptions",
-                f'-Dderby.system.home="{lake}" -Djava.io.tmpdir="{local_dir}" -Dlog4j2.level=warn')
+        .config("spark.driver.extraJavaOptions", _java_options(lake, local_dir))
         .config("spark.lakerec.lake", str(lake))
     )
     if sc.local_metastore:
@@ -134,6 +166,9 @@ def get_spark(cfg: Config):
         # one with the pinned packages, not whatever `python3` is on PATH. PySpark reads it
         # from the environment when the context starts.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # Local: bind to loopback (nothing outside the machine talks to a local driver), which
+        # also spares the JVM's "your hostname resolves to a loopback address" warning.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     for key, value in sc.extra.items():
         builder = builder.config(key, value)
     try:

@@ -7,10 +7,39 @@ version readable: Delta commits a new version only when the write succeeds.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+import logging
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from lakerec.errors import MissingTableError
 from lakerec.schema import tables as T
+
+log = logging.getLogger("lakerec.tables")
+
+
+def with_row_numbers(df: DataFrame, order: list[Column], column: str) -> DataFrame:
+    """`df` with `column` = 1..n along `order` (a total order: ties broken), plus its columns.
+
+    Without a window over all rows (`row_number() OVER (ORDER BY ...)` moves every row to one
+    partition): a distributed sort, held as a local checkpoint so both passes below see the
+    same partitions; a small collected count per partition (one row each) gives the number
+    before each partition, and a row's number is that plus its place in its partition. The
+    filter's SQL does the same for its vocabularies (lakerec/sql/filter/03_vocabularies.sql).
+    """
+    sorted_ = df.orderBy(*order).select(
+        "*", F.spark_partition_id().alias("_part"), F.monotonically_increasing_id().alias("_pos")
+    ).localCheckpoint(eager=True)
+    parts = sorted_.groupBy("_part").agg(F.min("_pos").alias("_first"), F.count(F.lit(1)).alias("_rows")).collect()
+    shifts, before = {}, 0
+    for p in sorted(parts, key=lambda r: r._part):
+        shifts[p._part] = p._first - before  # number = _pos - shift + 1
+        before += p._rows
+    if not shifts:
+        return df.withColumn(column, F.lit(None).cast("bigint"))
+    # A literal map, not a join: the plan's size estimate stays the rows' (a join's is a product).
+    shift = F.create_map(*(F.lit(x) for kv in sorted(shifts.items()) for x in kv))[F.col("_part")]
+    return sorted_.select(*(F.col(f"`{c}`") for c in df.columns), (F.col("_pos") - shift + 1).alias(column))
 
 
 def table_exists(spark: SparkSession, name: str) -> bool:
@@ -42,13 +71,58 @@ def write_table(
     the table's history (time travel) and its name in the catalog.
     """
     spark = df.sparkSession
-    writer = df.write.format("delta").mode("overwrite")
+    writer = with_comments(df, name).write.format("delta").mode("overwrite")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if replace_where and table_exists(spark, name):
         writer.option("replaceWhere", replace_where).saveAsTable(name)
     else:
         writer.option("overwriteSchema", "true").saveAsTable(name)
+
+
+def with_comments(df: DataFrame, name: str) -> DataFrame:
+    """`df` with each column's description from the table registry as its comment.
+
+    Delta keeps a column's `comment` metadata in the table's schema, so the comments are
+    written with the data (no extra commit): `DESCRIBE TABLE`, the Thrift server and BI tools
+    show them. A table the registry does not know (a test's) is left as it is.
+    """
+    table = T.TABLES.get(name.rsplit(".", 1)[-1])
+    if table is None:
+        return df
+    comments = {c.name: c.comment for c in table.columns if c.comment}
+    return df.select(*(F.col(f"`{c}`").alias(c, metadata={"comment": comments[c]}) if c in comments else F.col(f"`{c}`")
+                       for c in df.columns))
+
+
+def maintain(spark: SparkSession, cfg, job: str) -> list[str]:
+    """After `job`'s writes: OPTIMIZE ZORDER BY (`delta.zorder`), then VACUUM (`delta.vacuum_retention_hours`).
+
+    Runs inside the job's lake_runs record, before it is marked complete, so the versions
+    these commits make are the run's. Returns the statements run (none with the defaults).
+    """
+    conf = cfg.delta
+    statements = []
+    for t in T.written_by(job):
+        name = cfg.table(t.name)
+        if t.view or not table_exists(spark, name):
+            continue
+        if conf.zorder and t.zorder_by:
+            statements.append(f"OPTIMIZE {name} ZORDER BY ({', '.join(t.zorder_by)})")
+        if conf.vacuum_retention_hours is not None:
+            statements.append(f"VACUUM {name} RETAIN {conf.vacuum_retention_hours:g} HOURS")
+    if conf.vacuum_retention_hours is not None and conf.vacuum_retention_hours < 168:
+        # The setting is the person's choice; Delta's check would refuse it otherwise.
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    for sql in statements:
+        log.info("%s", sql)
+        spark.sql(sql)
+    return statements
+
+
+def append_table(df: DataFrame, name: str) -> None:
+    """Append rows to a Delta table registered as `name` (a run log), with the registry's comments."""
+    with_comments(df, name).write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(name)
 
 
 def _last_commit(spark: SparkSession, name: str):

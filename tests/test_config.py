@@ -87,7 +87,8 @@ def test_every_option_is_a_config_key_with_a_distinct_flag():
 
 
 def test_flags_are_typed_from_the_config_and_set_wins_last():
-    p = cli.parser("train", "test", ("train.epochs", "train.features", "train.gpu", "filter.kcore"))
+    # lake="none": the config alone (a read job would first refuse a --lake that is not there)
+    p = cli.parser("train", "test", ("train.epochs", "train.features", "train.gpu", "filter.kcore"), lake="none")
     args = p.parse_args(["--epochs", "7", "--features", "ids", "--gpu", "--no-kcore",
                          "--set", "train.epochs=9", "--set", "train.temperature=0.2"])
     cfg = cli.config_from_args(args)
@@ -98,7 +99,7 @@ def test_flags_are_typed_from_the_config_and_set_wins_last():
 
 
 def test_flags_not_given_keep_the_file():
-    args = cli.parser("train", "test", ("train.epochs",)).parse_args([])
+    args = cli.parser("train", "test", ("train.epochs",), lake="none").parse_args([])
     assert cli.given_values(args) == {}
     assert cli.config_from_args(args) == load_config(LOCAL)
 

@@ -172,15 +172,17 @@ def test_exclude_seen_auto_follows_the_movielens_split_property(spark, cfg):
     assert exclude_seen(spark, override(cfg, evaluate__exclude_seen=False)) is False
 
 
-def test_train_evaluate_and_recommend_take_the_flags_and_unset_means_auto(capsys):
+def test_train_evaluate_and_recommend_take_the_flags_and_unset_means_auto(capsys, tmp_path):
     from lakerec import cli
     from lakerec.jobs import evaluate as evaluate_job
     from lakerec.jobs import recommend as recommend_job
     from lakerec.jobs import train as train_job
 
-    cfg = cli.config_from_args(train_job.build_parser().parse_args(["--no-exclude-seen", "--no-als"]))
+    (tmp_path / "metastore_db").mkdir()  # a lake's folder: a read job refuses a --lake that is not one
+    lake = ["--lake", str(tmp_path)]
+    cfg = cli.config_from_args(train_job.build_parser().parse_args(["--no-exclude-seen", "--no-als", *lake]))
     assert (cfg.evaluate.exclude_seen, cfg.evaluate.als) == (False, False)
-    assert cli.config_from_args(train_job.build_parser().parse_args([])).evaluate.exclude_seen is None  # auto
+    assert cli.config_from_args(train_job.build_parser().parse_args(lake)).evaluate.exclude_seen is None  # auto
     for main, flags in ((evaluate_job.main, ("--exclude-seen", "--no-exclude-seen", "--no-als")),
                         (recommend_job.main, ("--exclude-seen", "--no-exclude-seen"))):
         with pytest.raises(SystemExit):

@@ -15,6 +15,7 @@ from lakerec.jobs import sql as sql_job
 from lakerec import filtering
 from lakerec.config import override
 from lakerec.errors import ConfigError, MissingTableError
+from lakerec.schema import tables as T
 from lakerec.sqlfiles import run_statements, sql_file
 from lakerec.tables import table_version
 from tests.builders import contexts_from_samples, sample, write_samples, write_user_contexts
@@ -196,7 +197,7 @@ def test_user_and_item_vocab_are_contiguous_with_zero_out_of_vocabulary(spark, l
         [(10, 1, 3, 2, 1), (20, 2, 2, 1, 0)],
         "user_id bigint, user_index int, impressions bigint, clicks bigint, conversions bigint",
     )
-    assert_df_equality(spark.table(cfg.table("user_vocab")), expected_users, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(spark.table(cfg.table("user_vocab")), expected_users, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
     # Item intentions: all weights are 1.0, so the smaller ids win (71, 72 of 71-73), whatever their index.
     expected_items = spark.createDataFrame(
         [
@@ -207,7 +208,47 @@ def test_user_and_item_vocab_are_contiguous_with_zero_out_of_vocabulary(spark, l
         "item_category_index int, item_shop_index int, item_brand_index int, "
         "item_intention_ids array<int>, item_intention_weights array<float>",
     )
-    assert_df_equality(spark.table(cfg.table("item_vocab")), expected_items, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(spark.table(cfg.table("item_vocab")), expected_items, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
+
+
+def test_vocab_indices_span_partitions_without_a_global_window(spark, lake_run):
+    """user_index / item_index 1..n by count desc then id, with the sorted ids over several partitions.
+
+    40 users: user u has (u % 7) + 1 impressions, so counts tie often and the id breaks the
+    ties. AQE's coalescing is off here so the sort keeps its 4 partitions (on rows this few it
+    would merge them into one, and the per-partition offsets would go untested).
+    """
+    cfg, *_ = lake_run
+    users = range(1, 41)
+    rows = [(1_000 + u * 10 + k, u, 500 + u, 0, 0) for u in users for k in range((u % 7) + 1)]
+    saved = {k: spark.conf.get(k) for k in ("spark.sql.shuffle.partitions", "spark.sql.adaptive.coalescePartitions.enabled")}
+    spark.conf.set("spark.sql.shuffle.partitions", "4")
+    spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")
+    try:
+        spark.createDataFrame(rows, ROWS_SCHEMA).createOrReplaceTempView("kept_rows")
+        filtering.run_sql(spark, cfg, "03_vocabularies.sql")
+        by_count = sorted(users, key=lambda u: (-((u % 7) + 1), u))
+        expected = {u: i for i, u in enumerate(by_count, 1)}
+        assert {r.user_id: r.user_index for r in spark.table("user_vocab").collect()} == expected
+        assert {r.item_id - 500: r.item_index for r in spark.table("kept_items").collect()} == expected
+        assert spark.table("user_order").select("_part").distinct().count() > 1
+        for view in ("user_vocab", "kept_items"):
+            plan = spark.table(view)._jdf.queryExecution().executedPlan().toString()
+            assert "Window" not in plan, plan
+    finally:
+        for k, v in saved.items():
+            spark.conf.set(k, v)
+        for view in filtering.temp_views():
+            spark.catalog.dropTempView(view)
+
+
+def test_written_tables_carry_the_registry_column_comments(spark, lake_run):
+    cfg, *_ = lake_run
+    for name in ("user_vocab", "item_vocab", "train_interactions", "filter_runs"):
+        described = {r.col_name: r.comment for r in spark.sql(f"DESCRIBE TABLE {cfg.table(name)}").collect()
+                     if r.col_name and not r.col_name.startswith("#")}
+        registry = {c.name: c.comment for c in T.table(name).columns}
+        assert {c: described.get(c) for c in registry} == registry, name
 
 
 def test_feature_vocab_counts_kept_impressions_and_orders_by_frequency_then_id(spark, lake_run):
@@ -228,7 +269,7 @@ def test_feature_vocab_counts_kept_impressions_and_orders_by_frequency_then_id(s
         ],
         "feature string, raw_id bigint, index int, impressions bigint",
     )
-    assert_df_equality(spark.table(cfg.table("feature_vocab")), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(spark.table(cfg.table("feature_vocab")), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
 
 
 INTERACTIONS_SCHEMA = (
@@ -262,7 +303,7 @@ def test_train_interactions_are_the_positives_with_fixed_shape_side_features(spa
         INTERACTIONS_SCHEMA,
     )
     actual = spark.table(cfg.table("train_interactions"))
-    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
 
 
 def test_test_split_is_mapped_with_the_train_vocabulary_and_cold_rows_are_kept_and_counted(spark, lake_run):
@@ -286,7 +327,7 @@ def test_test_split_is_mapped_with_the_train_vocabulary_and_cold_rows_are_kept_a
         INTERACTIONS_SCHEMA,
     )
     actual = spark.table(cfg.table("test_interactions"))
-    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
     assert (first.test_rows, first.test_positives) == (6, 5)
     assert (first.test_cold_user_rows, first.test_cold_item_rows, first.test_cold_rows) == (3, 2, 4)
 
@@ -314,7 +355,7 @@ def test_rerun_writes_identical_tables_as_new_versions(spark, lake_run):
     cfg, first, second, tables = lake_run
     for name, rows in tables.items():
         again = spark.table(cfg.table(name))
-        assert_df_equality(again, spark.createDataFrame(rows, again.schema), ignore_row_order=True)
+        assert_df_equality(again, spark.createDataFrame(rows, again.schema), ignore_row_order=True, ignore_metadata=True)
         assert second.output_versions[name] == first.output_versions[name] + 1
     assert spark.table(cfg.table("filter_runs")).count() == 2
     assert second.as_row() | {"run_id": 0, "started_at": 0, "duration_s": 0, "output_versions": 0} == (

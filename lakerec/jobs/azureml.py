@@ -69,7 +69,8 @@ def job_config(job_argv: list[str]):
     from lakerec import cli
     from lakerec.options import COMMON, OPTIONS
 
-    p = cli.parser("azureml", "the job's config", tuple(o.key for o in OPTIONS if o.key not in COMMON))
+    p = cli.parser("azureml", "the job's config", tuple(o.key for o in OPTIONS if o.key not in COMMON),
+                   lake="none")  # the mounted lake has no local catalog; the job checks its tables
     known, _ = p.parse_known_args(job_argv)  # the job's own flags (--splits, --run-id) are its business
     return cli.config_from_args(known)
 

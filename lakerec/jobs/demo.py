@@ -112,7 +112,7 @@ def run(cfg: Config, impressions: int, users: int, items: int, seed: int,
 
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser("demo", "Run the whole pipeline on generated data: generate, ingest, filter, train, evaluate, recommend.",
-                   ("train.epochs",))
+                   ("train.epochs",), lake="creates")
     p.add_argument("--impressions", type=int, default=200_000, help="impressions per split (default 200,000)")
     p.add_argument("--users", type=int, default=2_000)
     p.add_argument("--items", type=int, default=10_000)

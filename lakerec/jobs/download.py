@@ -33,7 +33,7 @@ def run(
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
-    p = cli.parser("download", "Download a folder of blobs from Azure Blob Storage.")
+    p = cli.parser("download", "Download a folder of blobs from Azure Blob Storage.", lake="none")
     p.add_argument("--out", default=None, help="local folder to write into (default: `raw` of the config)")
     add_transfer_flags(p)
     args = p.parse_args(argv)

@@ -10,7 +10,7 @@ from lakerec.spark import check_lake, get_spark
 
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser("ingest", "Parse and explode raw Ali-CCP files into Delta tables, quarantining bad lines.",
-                   ("raw", "ingest.force"))
+                   ("raw", "ingest.force"), lake="creates")
     p.add_argument("--splits", default=",".join(SPLITS), help="comma-separated splits to ingest (default: train,test)")
     args = p.parse_args(argv)
 

@@ -23,7 +23,8 @@ DEFAULT_DATABASE = "movielens"
 def main(argv: list[str] | None = None) -> None:
     from lakerec.movielens import SPLIT_METHODS, load
 
-    p = cli.parser("movielens", "Load MovieLens 100K/1M ratings into vocabulary and interaction tables.")
+    p = cli.parser("movielens", "Load MovieLens 100K/1M ratings into vocabulary and interaction tables.",
+                   lake="creates")
     p.add_argument("--ratings", required=True,
                    help="u.data (100K) or ratings.dat (1M), as downloaded from GroupLens; "
                         "u.user/u.item or users.dat/movies.dat beside it add side features")

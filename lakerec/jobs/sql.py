@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 
 from lakerec import cli, lake_runs
 from lakerec.errors import LakeRecError
@@ -24,8 +24,21 @@ from lakerec.sqlfiles import run_statements
 FORMATS = ("table", "csv", "json")
 
 
-def format_rows(df: DataFrame, fmt: str, limit: int) -> str:
-    rows = df.limit(limit).collect()
+def take(df: DataFrame, limit: int) -> tuple[list[Row], int | None]:
+    """The first `limit` rows of `df`, and its row count when it holds more (else None)."""
+    rows = df.limit(limit + 1).collect()
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], df.count()
+
+
+def truncation_note(shown: int, total: int | None) -> str | None:
+    return None if total is None else f"(first {shown:,} of {total:,} rows)"
+
+
+def format_rows(df: DataFrame, fmt: str, limit: int, rows: list[Row] | None = None) -> str:
+    """The rows as a table, CSV or JSON lines (`rows`: already taken from `df`; else its first `limit`)."""
+    rows = df.limit(limit).collect() if rows is None else rows
     cols = df.columns
     if fmt == "json":
         return "\n".join(json.dumps(r.asDict(recursive=True), default=str) for r in rows)
@@ -36,7 +49,7 @@ def format_rows(df: DataFrame, fmt: str, limit: int) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
-        w.writerows([[_cell(v) for v in r] for r in rows])
+        w.writerows([[_cell(v, full=True) for v in r] for r in rows])
         return buf.getvalue().rstrip("\n")
     cells = [[_cell(v) for v in r] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
@@ -47,14 +60,27 @@ def format_rows(df: DataFrame, fmt: str, limit: int) -> str:
     return "\n".join(out)
 
 
-def _cell(v) -> str:
+def _cell(v, full: bool = False) -> str:
+    """A value as text; floats at full precision (repr) for data a program reads, 6 digits in a table."""
     if v is None:
-        return "NULL"
+        return "" if full else "NULL"  # CSV: an empty field, as Spark's own CSV writer
     if isinstance(v, bool):
         return "true" if v else "false"  # as Spark SQL prints booleans
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return repr(v) if full else f"{v:.6g}"
+    if full and isinstance(v, (list, dict, Row)):  # arrays, maps, structs: JSON in the cell
+        return json.dumps(_plain(v), default=str)
     return str(v)
+
+
+def _plain(v):
+    if isinstance(v, Row):
+        return {k: _plain(x) for k, x in v.asDict().items()}
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-f", "--file", action="append", default=[],
                    help="a .sql file of statements separated by ';' (repeat -f to run several files in order)")
     p.add_argument("--format", choices=FORMATS, default="table")
-    p.add_argument("--limit", type=int, default=1000, help="rows printed per statement")
+    p.add_argument("--limit", type=cli.positive_int, default=1000,
+                   help="rows printed per statement (a longer result says '(first N of M rows)' on stderr)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="value for ${NAME}")
     args = p.parse_args(argv)
 
@@ -92,8 +119,12 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             if args.file and st.title:
                 print(f"-- {st.title}")
-            print(format_rows(df, args.format, args.limit))
+            rows, total = take(df, args.limit)
+            print(format_rows(df, args.format, args.limit, rows))
             sys.stdout.flush()
+            note = truncation_note(len(rows), total)
+            if note:  # on stderr: stdout stays data a program parses
+                print(note, file=sys.stderr, flush=True)
 
     cli.run_main("sql", body)
 

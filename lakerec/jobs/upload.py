@@ -62,7 +62,7 @@ def options_from_args(args: argparse.Namespace) -> blob.TransferOptions:
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
-    p = cli.parser("upload", "Upload a folder (the raw Ali-CCP files) to Azure Blob Storage.")
+    p = cli.parser("upload", "Upload a folder (the raw Ali-CCP files) to Azure Blob Storage.", lake="none")
     p.add_argument("--raw", default=None, help="local folder to upload (default: `raw` of the config)")
     add_transfer_flags(p)
     args = p.parse_args(argv)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakerec.errors import ConfigError, InputDataError
+from lakerec.tables import with_row_numbers
 
 SPLIT_METHODS = ("random", "time")
 SPLIT_PROPERTY = "lakerec.split"
@@ -77,6 +78,6 @@ def split_ratings(ratings: DataFrame, split: str = "random", test_fraction: floa
     order = [key] if split == "random" else [F.col("timestamp"), key]
     n = ratings.count()
     n_train = int(round(n * (1.0 - test_fraction)))
-    # One global order (MovieLens fits one partition easily): exactly n_train train rows.
-    numbered = ratings.withColumn("sample_id", F.row_number().over(Window.orderBy(*order)).cast("bigint"))
+    # One global order, numbered without a single-partition window: exactly n_train train rows.
+    numbered = with_row_numbers(ratings, order, "sample_id")
     return numbered.where(F.col("sample_id") <= n_train), numbered.where(F.col("sample_id") > n_train)

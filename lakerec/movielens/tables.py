@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from lakerec.movielens.side_files import ITEM_ATTRIBUTES, ITEM_GENRES, USER_ATTRIBUTES, SideFiles
 from lakerec.schema import tables as T
+from lakerec.tables import with_row_numbers
 from lakerec.schema.fields import BY_NAME, CANDIDATE, QUERY, side_features
 
 FEATURE_VOCAB_SCHEMA = T.FEATURE_VOCAB.ddl
@@ -17,9 +18,9 @@ FEATURE_VOCAB_SCHEMA = T.FEATURE_VOCAB.ddl
 
 def _vocab(train: DataFrame, key: str, index: str) -> DataFrame:
     counts = train.groupBy(key).agg(F.count(F.lit(1)).alias("impressions"))
-    return counts.select(
+    return with_row_numbers(counts, [F.col(key)], index).select(
         key,
-        F.row_number().over(Window.orderBy(key)).cast("int").alias(index),
+        F.col(index).cast("int").alias(index),
         "impressions",
         F.col("impressions").alias("clicks"),
         F.lit(0).cast("bigint").alias("conversions"),

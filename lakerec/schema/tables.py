@@ -59,6 +59,8 @@ class Table:
         partitioned_by: Delta partition columns.
         view: a view over other tables, not stored data.
         also_written_by: other jobs writing the same schema (MovieLens, into its own database).
+        zorder_by: the columns `OPTIMIZE ... ZORDER BY` clusters the table's files by, when
+            `delta.zorder` is on (lakerec.tables.maintain); () for none.
     """
 
     name: str
@@ -68,6 +70,7 @@ class Table:
     partitioned_by: tuple[str, ...] = ()
     view: bool = False
     also_written_by: tuple[str, ...] = ()
+    zorder_by: tuple[str, ...] = ()
 
     def __post_init__(self):
         names = self.column_names
@@ -76,6 +79,9 @@ class Table:
         missing = [p for p in self.partitioned_by if p not in names]
         if missing:
             raise ValueError(f"{self.name}: partition columns {missing} are not columns")
+        wrong = [z for z in self.zorder_by if z not in names or z in self.partitioned_by]
+        if wrong:
+            raise ValueError(f"{self.name}: Z-order columns {wrong} are not columns, or are partition columns")
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -191,7 +197,7 @@ USER_CONTEXTS = Table(
     _c("split string", "train or test")
     + _c("common_feature_index string", "the key impressions join on")
     + raw_field_columns(COMMON),
-    INGEST, "one row per valid common line", partitioned_by=("split",),
+    INGEST, "one row per valid common line", partitioned_by=("split",), zorder_by=("common_feature_index",),
 )
 SAMPLES = Table(
     "samples",
@@ -201,7 +207,7 @@ SAMPLES = Table(
     + _c("common_feature_index string", "the user context (user_contexts)")
     + tuple(Column(c.name, c.type, c.comment + " (joined from user_contexts)") for c in user_single_columns())
     + raw_field_columns(SKELETON),
-    INGEST, "one row per valid impression", partitioned_by=("split",),
+    INGEST, "one row per valid impression", partitioned_by=("split",), zorder_by=("user_id", "item_id"),
 )
 SAMPLES_WIDE = Table(
     "samples_wide",

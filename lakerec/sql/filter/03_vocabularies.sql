@@ -2,6 +2,7 @@
 /*
   Reads   kept_rows (step 2), ${database}.samples, ${database}.user_contexts.
   Defines kept_samples         the samples rows of kept_rows (train split)
+          user_order, user_shifts, item_order, item_shifts   the sorted ids, and where each partition starts
           user_vocab           one row per kept user
           kept_items           one row per kept item: counts, index, first impression
           feature_occurrences  (feature, raw_id, impressions) of every id of a field feature_vocab serves
@@ -11,6 +12,11 @@
   An index is 1..n, contiguous: the most frequent id first, ties by the smaller id, so a
   re-run on the same rows gives the same indices. 0 is reserved for an id outside the
   vocabulary (a test user or item never kept, a missing field).
+  The user and item indices come without a window over all rows (`row_number() OVER (ORDER
+  BY ...)` moves every row to one partition, a limit for millions of items): a distributed
+  sort (*_order), the rows of the partitions before each one (*_shifts, one row per
+  partition), then index = rows before + place in the partition. The filter job holds
+  *_order computed once (a local checkpoint), so both readers see the same partitions.
   Counts are over the kept train impressions.
   The feature lists (row_single_stack, row_multi_stack, user_multi_stack) are filled in from
   the field registry, lakerec/schema/fields.py; lakerec/sqlfiles.py documents each one.
@@ -21,27 +27,69 @@ FROM ${database}.samples AS s
 LEFT SEMI JOIN kept_rows AS k ON k.sample_id = s.sample_id
 WHERE s.split = 'train';
 
+-- user_order: the kept users sorted by vocabulary order (most impressions first, ties by user_id),
+-- a distributed sort: partition _part holds a range of that order, _pos increases along it
+CREATE OR REPLACE TEMPORARY VIEW user_order AS
+SELECT *, spark_partition_id() AS _part, monotonically_increasing_id() AS _pos
+FROM (SELECT user_id,
+             count(*) AS impressions,
+             CAST(sum(click) AS BIGINT) AS clicks,
+             CAST(sum(conversion) AS BIGINT) AS conversions
+      FROM kept_rows
+      GROUP BY user_id
+      ORDER BY impressions DESC, user_id);
+
+-- user_shifts: per partition of user_order, what a row's _pos less gives its index - 1: the
+-- partition's first _pos less the users of the partitions before it (one row per partition)
+CREATE OR REPLACE TEMPORARY VIEW user_shifts AS
+WITH parts AS (SELECT _part, min(_pos) AS _first, count(*) AS _rows FROM user_order GROUP BY _part)
+SELECT a._part, a._first - coalesce(sum(b._rows), 0) AS _shift
+FROM parts AS a
+LEFT JOIN parts AS b ON b._part < a._part
+GROUP BY a._part, a._first;
+
 -- user_vocab: user_index 1..U, most impressions first, ties by user_id
+-- (the shifts as one map, a scalar subquery: no join, so the plan's size estimate stays the rows')
 CREATE OR REPLACE TEMPORARY VIEW user_vocab AS
 SELECT user_id,
-       CAST(row_number() OVER (ORDER BY count(*) DESC, user_id) AS INT) AS user_index,
-       count(*) AS impressions,
-       CAST(sum(click) AS BIGINT) AS clicks,
-       CAST(sum(conversion) AS BIGINT) AS conversions
-FROM kept_rows
-GROUP BY user_id
+       CAST(_pos - element_at((SELECT map_from_entries(collect_list(struct(_part, _shift))) FROM user_shifts), _part) + 1
+            AS INT) AS user_index,
+       impressions,
+       clicks,
+       conversions
+FROM user_order
 ORDER BY user_index;
+
+-- item_order: the kept items sorted by vocabulary order (most impressions first, ties by item_id), as user_order
+CREATE OR REPLACE TEMPORARY VIEW item_order AS
+SELECT *, spark_partition_id() AS _part, monotonically_increasing_id() AS _pos
+FROM (SELECT item_id,
+             count(*) AS impressions,
+             CAST(sum(click) AS BIGINT) AS clicks,
+             CAST(sum(conversion) AS BIGINT) AS conversions,
+             min(sample_id) AS first_sample_id
+      FROM kept_rows
+      GROUP BY item_id
+      ORDER BY impressions DESC, item_id);
+
+-- item_shifts: per partition of item_order, as user_shifts
+CREATE OR REPLACE TEMPORARY VIEW item_shifts AS
+WITH parts AS (SELECT _part, min(_pos) AS _first, count(*) AS _rows FROM item_order GROUP BY _part)
+SELECT a._part, a._first - coalesce(sum(b._rows), 0) AS _shift
+FROM parts AS a
+LEFT JOIN parts AS b ON b._part < a._part
+GROUP BY a._part, a._first;
 
 -- Kept items: item_index 1..I, most impressions first, ties by item_id; the first impression gives the item's features
 CREATE OR REPLACE TEMPORARY VIEW kept_items AS
 SELECT item_id,
-       CAST(row_number() OVER (ORDER BY count(*) DESC, item_id) AS INT) AS item_index,
-       count(*) AS impressions,
-       CAST(sum(click) AS BIGINT) AS clicks,
-       CAST(sum(conversion) AS BIGINT) AS conversions,
-       min(sample_id) AS first_sample_id
-FROM kept_rows
-GROUP BY item_id;
+       CAST(_pos - element_at((SELECT map_from_entries(collect_list(struct(_part, _shift))) FROM item_shifts), _part) + 1
+            AS INT) AS item_index,
+       impressions,
+       clicks,
+       conversions,
+       first_sample_id
+FROM item_order;
 
 -- Feature ids of the kept impressions: single-valued fields (side and ranker's), the impression's
 -- multi-valued fields (item intentions, user-item intentions), and the history of each
