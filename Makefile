@@ -49,4 +49,5 @@ bench: setup
 	$(PY) bench/serve.py
 
 clean:
+	-@[ ! -d $(LAKE) ] || [ ! -x $(PY) ] || $(PY) -m lakerec.jobs.metastore stop --lake $(LAKE)
 	rm -rf $(LAKE) data/raw spark-warehouse metastore_db derby.log .pytest_cache

@@ -106,3 +106,66 @@ def test_uncached_delta_jars_say_how_to_fetch_them(tmp_path, monkeypatch):
     monkeypatch.setenv("LAKEREC_JARS_DIR", str(tmp_path))
     with pytest.raises(SetupError, match="python -m lakerec.jars"):
         jars.delta_jars(fetch=False)
+
+
+def _job(module: str, *args: str, lake) -> subprocess.Popen:
+    """A job in its own process on `lake` (one core, a small driver: several run at once)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", f"lakerec.jobs.{module}", *args, "--lake", str(lake),
+         "--set", "spark.master=local[1]", "--set", "spark.driver_memory=1g"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _tail(err: str) -> str:
+    """The end of a job's stderr without Spark's progress bars."""
+    return "\n".join(ln for ln in err.replace("\r", "\n").splitlines() if "[Stage" not in ln and ln.strip())[-3000:]
+
+
+def test_a_job_writes_while_two_processes_query_one_lake(spark, cfg, base_cfg):
+    """Several processes on one lake: this test's session keeps the catalog open throughout
+    (embedded Derby admitted one process), while a job writes a table and two others query."""
+    name = cfg.table("shared")
+    write_table(spark.createDataFrame([(i,) for i in range(1, 101)], "n int"), name)
+    query = f"SELECT sum(n) AS total, count(*) AS rows FROM {name}"
+    written = cfg.table("written")
+    procs = [
+        _job("sql", f"CREATE TABLE {written} USING delta AS SELECT id, id % 7 AS k FROM range(5000)",
+             lake=base_cfg.lake),
+        _job("sql", query, "--format", "csv", lake=base_cfg.lake),
+        _job("sql", query, "--format", "csv", lake=base_cfg.lake),
+    ]
+    results = [(out, err, p.returncode) for p in procs for out, err in [p.communicate(timeout=600)]]
+    for out, err, rc in results:
+        assert rc == 0, _tail(err)
+    for out, _, _ in results[1:]:
+        assert out.strip().splitlines()[-2:] == ["total,rows", "5050,100"]
+    row = spark.sql(f"SELECT count(*) AS n, sum(k) AS k FROM {written}").first()
+    assert (row.n, row.k) == (5000, sum(i % 7 for i in range(5000)))
+
+
+def test_a_catalog_another_process_opened_directly_is_one_line(spark, tmp_path):
+    """A lake whose Derby files another JVM opened embedded (an older LakeRec) is refused at
+    once with one line, before Hive would retry for 40 s printing stack traces."""
+    from lakerec import metastore
+    from lakerec.errors import SetupError
+    from lakerec.spark import _check_catalog
+
+    from py4j.protocol import Py4JJavaError
+
+    held = tmp_path / "held"
+    held.mkdir()
+    embedded = f"jdbc:derby:;databaseName={held}/metastore_db"
+    manager = spark._jvm.java.sql.DriverManager
+    manager.getConnection(embedded + ";create=true").close()  # booted in this JVM until shut down
+    try:
+        server = metastore.ensure(held)
+        with pytest.raises(SetupError, match="is open in another process") as e:
+            _check_catalog(spark, server, held)
+        assert "\n" not in str(e.value)
+    finally:
+        with pytest.raises(Py4JJavaError, match="08006"):  # Derby's answer to a clean shutdown
+            manager.getConnection(embedded + ";shutdown=true")
+    _check_catalog(spark, server, held)  # released: the server opens it now
+    assert spark.range(3).count() == 3  # and the session is untouched
+    assert metastore.stop(held) == server and metastore.running(held) is None
