@@ -1,6 +1,7 @@
 # LakeRec: `make demo` runs the whole pipeline on the embedded default, `make serve` serves its
-# recommender on http://127.0.0.1:5000 (PORT=...), `make test` the tests.
-# Both do all set-up first (venv, pinned packages, Delta jars, Azurite) and skip it when done.
+# recommender on http://127.0.0.1:5000 (PORT=...), `make sql-server` the lake over JDBC/ODBC
+# (SQL_PORT=...), `make test` the tests.
+# Each does all set-up first (venv, pinned packages, Delta and Derby jars, Azurite) and skips it when done.
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ LAKE ?= lake
 TEST_WORKERS ?= 2
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup demo serve test bench clean
+.PHONY: setup demo serve sql-server test bench clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +32,11 @@ demo: setup
 PORT ?= 5000
 serve: setup
 	$(PY) -m lakerec.jobs.serve --lake $(LAKE) --port $(PORT)
+
+# The lake over JDBC/ODBC (Spark's Thrift server) on 127.0.0.1:$(SQL_PORT), until Ctrl-C.
+SQL_PORT ?= 10000
+sql-server: setup
+	$(PY) -m lakerec.jobs.sql_server --lake $(LAKE) --sql-port $(SQL_PORT)
 
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile

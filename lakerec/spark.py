@@ -142,13 +142,16 @@ def get_spark(cfg: Config):
                 f'-Dderby.system.home="{lake}" -Djava.io.tmpdir="{local_dir}" -Dlog4j2.level=warn')
         .config("spark.lakerec.lake", str(lake))
     )
+    # On the JVM's own class path too, where every thread finds them: the metastore's
+    # DataNucleus loads the Derby client driver there, and the SQL endpoint's connection
+    # threads (lakerec.sql_endpoint) resolve the Delta catalog there.
+    class_path = [*jar_paths, *([jars.derby_client_jar()] if server is not None else [])]
+    builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(str(p) for p in class_path))
     if server is not None:
         builder = (
             builder.config("spark.sql.catalogImplementation", "hive")
             .config("spark.hadoop.javax.jdo.option.ConnectionURL", server.url)
             .config("spark.hadoop.javax.jdo.option.ConnectionDriverName", metastore.CLIENT_DRIVER)
-            # On the JVM's own class path, where the metastore's DataNucleus finds JDBC drivers.
-            .config("spark.driver.extraClassPath", str(jars.derby_client_jar()))
             .config("spark.hadoop.datanucleus.schema.autoCreateAll", "true")
             .config("spark.hadoop.hive.metastore.schema.verification", "false")
             # Delta keeps the schema itself; without this Hive logs a spurious error on every overwrite.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import pyspark
 import pytest
 
 from lakerec import sqlfiles
@@ -169,3 +171,55 @@ def test_a_catalog_another_process_opened_directly_is_one_line(spark, tmp_path):
     _check_catalog(spark, server, held)  # released: the server opens it now
     assert spark.range(3).count() == 3  # and the session is untouched
     assert metastore.stop(held) == server and metastore.running(held) is None
+
+
+def test_sql_endpoint_answers_two_clients_while_a_job_writes(spark, cfg, base_cfg, tmp_path):
+    """`jobs.sql_server` serves the lake: `jobs.sql` (PyHive, no Spark of its own) and beeline
+    (JDBC, as BI tools connect) query at once while this process writes a table, and see it."""
+    import signal
+    import socket
+
+    from lakerec import sql_endpoint
+
+    name = cfg.table("served")
+    write_table(spark.createDataFrame([(i,) for i in range(1, 11)], "n int"), name)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = _job("sql_server", "--sql-port", str(port), lake=base_cfg.lake)
+    try:
+        ep = sql_endpoint.wait_listening(spark_lake := Path(base_cfg.lake), timeout=300)
+        assert ep is not None and ep.port == port and ep.host == "127.0.0.1", _tail(server.stderr.read())
+        query = f"SELECT sum(n) AS total, count(*) AS rows FROM {name}"
+        client = subprocess.Popen([sys.executable, "-m", "lakerec.jobs.sql", query, "--lake", base_cfg.lake,
+                                   "--format", "csv"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        beeline = subprocess.Popen([str(Path(pyspark.__file__).parent / "bin" / "beeline"), "-u", ep.jdbc_url,
+                                    "--silent=true", "--outputformat=csv2", "-e", query],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        write_table(spark.createDataFrame([(7,), (8,)], "n int"), cfg.table("written_meanwhile"))
+        out, err = client.communicate(timeout=300)
+        assert client.returncode == 0, _tail(err)
+        assert "sent to the lake's SQL endpoint" in err  # answered by the server, no Spark here
+        assert out.strip().splitlines() == ["total,rows", "55,10"]
+        b_out, b_err = beeline.communicate(timeout=300)
+        assert beeline.returncode == 0, b_err[-2000:]
+        # beeline prints its prompt ("0: jdbc:hive2://...> ") before the header
+        assert [ln.split("> ", 1)[-1] for ln in b_out.splitlines() if ln.strip()][-2:] == ["total,rows", "55,10"]
+        seen = sql_job_rows(ep, f"SELECT sum(n) FROM {cfg.table('written_meanwhile')}")
+        assert seen == [(15,)]  # the write of another process, through the shared catalog
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=120)
+    assert server.returncode == 0
+    assert sql_endpoint.running(spark_lake) is None and not sql_endpoint.state_path(spark_lake).exists()
+
+
+def sql_job_rows(ep, sql: str) -> list[tuple]:
+    import contextlib
+
+    from lakerec import sql_endpoint
+
+    with contextlib.closing(sql_endpoint.connect(ep)) as conn:
+        return [tuple(r) for r in sql_endpoint.RemoteResult(conn, sql).collect()]
+
