@@ -13,7 +13,16 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 
 .PHONY: setup demo serve sql-server test bench clean
 
-setup: $(VENV)/.installed
+# delta-rs and DuckDB beside the project (README "Other engines read the lake"): a venv of
+# their own, since deltalake needs a newer pyarrow than requirements.txt pins.
+VENV_DELTALAKE ?= .venv-deltalake
+
+setup: $(VENV)/.installed $(VENV_DELTALAKE)/.installed
+
+$(VENV_DELTALAKE)/.installed: requirements-deltalake.txt
+	$(PYTHON) -m venv $(VENV_DELTALAKE)
+	$(VENV_DELTALAKE)/bin/python -m pip install -q -r requirements-deltalake.txt
+	cp requirements-deltalake.txt $@  # the test reuses the venv while this matches the file
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml package.json
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (or make PYTHON=/path/to/python3.11)"; exit 2; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -223,3 +224,58 @@ def sql_job_rows(ep, sql: str) -> list[tuple]:
     with contextlib.closing(sql_endpoint.connect(ep)) as conn:
         return [tuple(r) for r in sql_endpoint.RemoteResult(conn, sql).collect()]
 
+
+DELTALAKE_REQUIREMENTS = REPO / "requirements-deltalake.txt"
+
+# Run by the delta-rs environment's Python: the table read by path, with no Spark and no catalog.
+READ_WITH_DELTA_RS = """
+import json, sys
+import deltalake, duckdb
+dt = deltalake.DeltaTable(sys.argv[1])
+rows = sorted([r["n"], r["user"], r["score"], r["ids"], r["split"]] for r in dt.to_pyarrow_table().to_pylist())
+ds = dt.to_pyarrow_dataset()
+by_split = duckdb.sql("SELECT split, count(*), sum(n) FROM ds GROUP BY split ORDER BY split").fetchall()
+print(json.dumps({"version": dt.version(), "files": len(dt.file_uris()), "rows": rows, "duckdb": by_split}))
+"""
+
+
+@pytest.fixture(scope="module")
+def deltalake_python() -> Path:
+    """The Python of .venv-deltalake (`make setup` makes it; made here when missing or stale)."""
+    venv = REPO / ".venv-deltalake"
+    python, marker = venv / "bin" / "python", venv / ".installed"
+    wanted = DELTALAKE_REQUIREMENTS.read_text()
+    if not (python.exists() and marker.is_file() and marker.read_text() == wanted):
+        try:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True,
+                           text=True, timeout=300)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(DELTALAKE_REQUIREMENTS)],
+                           check=True, capture_output=True, text=True, timeout=900)
+        except subprocess.CalledProcessError as e:
+            last = (e.stderr or e.stdout or "").strip().splitlines()[-1:] or ["no output"]
+            pytest.skip(f"pip could not install {DELTALAKE_REQUIREMENTS.name} (no package index here?): {last[0]}")
+        marker.write_text(wanted)
+    return python
+
+
+def test_delta_rs_and_duckdb_read_a_table_the_session_wrote(spark, cfg, deltalake_python):
+    """The lake's tables are plain Delta: delta-rs (and DuckDB over it) read one by path and
+    see the live rows only, not the files a replaced partition left behind."""
+    from urllib.parse import urlparse
+
+    name = cfg.table("engines")
+    schema = "n int, user string, score double, ids array<int>, split string"
+    rows = [(i, f"u{i}", i / 4, [i, i + 1], "train" if i % 2 else "test") for i in range(10)]
+    write_table(spark.createDataFrame(rows, schema), name, ("split",))
+    write_table(spark.createDataFrame([(100, "u100", 25.0, [100], "test")], schema), name, ("split",), "split = 'test'")
+    location = Path(urlparse(spark.sql(f"DESCRIBE DETAIL {name}").first().location).path)
+    on_disk = len(list(location.rglob("*.parquet")))
+    out = subprocess.run([str(deltalake_python), "-c", READ_WITH_DELTA_RS, str(location)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout)
+    expected = sorted([r.n, r.user, r.score, list(r.ids), r.split] for r in spark.table(name).collect())
+    assert seen["rows"] == expected and len(expected) == 6  # 5 train rows + the replacing test row
+    assert seen["version"] == table_version(spark, name) == 1
+    assert seen["files"] < on_disk  # the replaced partition's files are still there, and not read
+    assert seen["duckdb"] == [["test", 1, 100], ["train", 5, 1 + 3 + 5 + 7 + 9]]
