@@ -148,10 +148,12 @@ def _spawn(lake: Path, port: int) -> int:
     # The shell starts the JVM in the background and exits: the JVM is nobody's child, so it
     # survives this process and leaves no zombie behind it. A watchdog beside it ends the
     # server once the lake folder is gone (`rm -r lake`), so no server outlives its files.
+    # (The watchdog is a shell of its own, so that its command line does not repeat the server's.)
+    watchdog = ('while kill -0 "$LAKEREC_METASTORE_PID" 2>/dev/null && [ -d "$LAKEREC_METASTORE_LAKE" ]; '
+                'do sleep 5; done; kill "$LAKEREC_METASTORE_PID" 2>/dev/null')
     script = (
         '"$@" >>"$LAKEREC_METASTORE_LOG" 2>&1 </dev/null & pid=$!; echo $pid; '
-        '(while kill -0 $pid 2>/dev/null && [ -d "$LAKEREC_METASTORE_LAKE" ]; do sleep 5; done; '
-        'kill $pid 2>/dev/null) >/dev/null 2>&1 </dev/null &'
+        f"LAKEREC_METASTORE_PID=$pid /bin/sh -c '{watchdog}' >/dev/null 2>&1 </dev/null &"
     )
     out = subprocess.run(
         ["/bin/sh", "-c", script, "sh", *cmd],
