@@ -62,6 +62,7 @@ bench: setup
 	$(PY) bench/rank_memory.py
 	$(PY) bench/rank_quality.py
 	$(PY) bench/serve.py
+	$(PY) bench/sql_endpoint.py
 
 clean:
 	-@[ ! -d $(LAKE) ] || [ ! -x $(PY) ] || $(PY) -m lakerec.jobs.metastore stop --lake $(LAKE)
