@@ -1,6 +1,7 @@
 # LakeRec: `make demo` runs the whole pipeline on the embedded default, `make serve` serves its
-# recommender on http://127.0.0.1:5000 (PORT=...), `make test` the tests.
-# Both do all set-up first (venv, pinned packages, Delta jars, Azurite) and skip it when done.
+# recommender on http://127.0.0.1:5000 (PORT=...), `make sql-server` the lake over JDBC/ODBC
+# (SQL_PORT=...), `make test` the tests.
+# Each does all set-up first (venv, pinned packages, Delta and Derby jars, Azurite) and skips it when done.
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,9 +13,18 @@ TEST_WORKERS ?= 2
 ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup demo serve test bench clean
+.PHONY: setup demo serve sql-server test bench clean
 
-setup: $(VENV)/.installed
+# delta-rs and DuckDB beside the project (README "Other engines read the lake"): a venv of
+# their own, since deltalake needs a newer pyarrow than requirements.txt pins.
+VENV_DELTALAKE ?= .venv-deltalake
+
+setup: $(VENV)/.installed $(VENV_DELTALAKE)/.installed
+
+$(VENV_DELTALAKE)/.installed: requirements-deltalake.txt
+	$(PYTHON) -m venv $(VENV_DELTALAKE)
+	$(VENV_DELTALAKE)/bin/python -m pip install -q -r requirements-deltalake.txt
+	cp requirements-deltalake.txt $@  # the test reuses the venv while this matches the file
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml package.json
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (or make PYTHON=/path/to/python3.11)"; exit 2; }
@@ -35,6 +45,11 @@ PORT ?= 5000
 serve: setup
 	$(PY) -m lakerec.jobs.serve --lake $(LAKE) --port $(PORT)
 
+# The lake over JDBC/ODBC (Spark's Thrift server) on 127.0.0.1:$(SQL_PORT), until Ctrl-C.
+SQL_PORT ?= 10000
+sql-server: setup
+	$(PY) -m lakerec.jobs.sql_server --lake $(LAKE) --sql-port $(SQL_PORT)
+
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
@@ -50,6 +65,8 @@ bench: setup
 	$(PY) bench/rank_memory.py
 	$(PY) bench/rank_quality.py
 	$(PY) bench/serve.py
+	$(PY) bench/sql_endpoint.py
 
 clean:
+	-@[ ! -d $(LAKE) ] || [ ! -x $(PY) ] || $(PY) -m lakerec.jobs.metastore stop --lake $(LAKE)
 	rm -rf $(LAKE) data/raw spark-warehouse metastore_db derby.log .pytest_cache

@@ -145,12 +145,15 @@ def _session_running() -> bool:
 
 
 def _analysis_message(e: Exception) -> str | None:
-    text = str(e)
+    return analysis_message(str(e)) if str(e).strip() else type(e).__name__
+
+
+def analysis_message(text: str) -> str:
+    """One line for a Spark SQL error's text (a missing table says which job writes it)."""
     m = re.search(r"\[TABLE_OR_VIEW_NOT_FOUND\][^`]*`?([\w.`]+)`? cannot be found", text)
     if m:
         return f"table {m.group(1).replace('`', '')} does not exist: run the job that writes it first (see README)"
-    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-    return first
+    return text.strip().splitlines()[0] if text.strip() else "Spark SQL failed without a message"
 
 
 # MLflow's codes for what a person asked for wrongly (an unknown run id, model or version), not a failure.

@@ -285,6 +285,14 @@ class DeltaConf(_Validated):
 
 
 @dataclass(frozen=True)
+class SqlServerConf(_Validated):
+    """The lake's SQL endpoint (`python -m lakerec.jobs.sql_server`): Spark's Thrift JDBC/ODBC server."""
+
+    host: str = "127.0.0.1"  # loopback: nothing outside this machine reaches it unless asked
+    port: int = field(default=10000, metadata=POSITIVE)  # HiveServer2's usual port
+
+
+@dataclass(frozen=True)
 class Config(_Validated):
     target: str = "local"
     lake: str = "lake"  # lake root: tables, metastore, MLflow store, caches
@@ -302,6 +310,7 @@ class Config(_Validated):
     mlflow: MlflowConf = field(default_factory=MlflowConf)
     serve: ServeConf = field(default_factory=ServeConf)
     delta: DeltaConf = field(default_factory=DeltaConf)
+    sql_server: SqlServerConf = field(default_factory=SqlServerConf)
 
     @property
     def lake_path(self) -> Path:
@@ -322,7 +331,7 @@ class Config(_Validated):
 # The key prefix of each section, for messages ("train.epochs").
 _SECTIONS = {SparkConf: "spark", IngestConf: "ingest", FilterConf: "filter", TrainConf: "train", EvaluateConf: "evaluate",
              SweepConf: "sweep", RankConf: "rank", MlflowConf: "mlflow", ServeConf: "serve", DeltaConf: "delta",
-             Config: ""}
+             SqlServerConf: "sql_server", Config: ""}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

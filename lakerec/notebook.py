@@ -9,9 +9,9 @@ The notebooks run in three places, and these helpers hide the difference:
   the defaults written in the notebook;
 - headless, executed end to end by nbclient (what the tests do), parameters as locally.
 
-Locally a notebook's Spark session holds the lake's Derby catalog, which admits one process
-at a time: each notebook ends with `finish(spark, cfg)`, which stops the local session so
-that the next job or notebook can open the lake.
+Locally each notebook ends with `finish(spark, cfg)`, which stops the local session to free
+the memory its JVM holds (other processes can use the lake meanwhile: its catalog server,
+lakerec.metastore, admits several).
 
 What each notebook computes (its SQL, the run's artifacts, a user's top-K) is in
 `lakerec.notebook_data`, the figures are in `lakerec.notebook_plots`; both are re-exported

@@ -116,6 +116,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("serve.host", "address the server listens on (default loopback)", "HOST"),
     Option("serve.port", "port the server listens on", "PORT"),
     Option("serve.workers", "server processes", "N", alias="serve_workers"),
+    Option("sql_server.host", "address the SQL endpoint listens on (default loopback)", "HOST", alias="sql_host"),
+    Option("sql_server.port", "port of the SQL endpoint (Thrift JDBC/ODBC)", "PORT", alias="sql_port"),
     Option("rank.two_stage", "also run retrieval + re-ranking after the ranking table (--no-two-stage: skip it)"),
 )
 

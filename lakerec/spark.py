@@ -2,7 +2,9 @@
 
 Every job, notebook and test gets its session from `get_spark`. Locally the catalog is a
 Hive metastore in Derby kept inside the lake folder, so tables registered by one process
-(`aliccp.samples`) are found by name from the next. On Databricks or Synapse
+(`aliccp.samples`) are found by name from the next; the lake's Derby network server
+(`lakerec.metastore`, started on loopback when needed) serves it, so several processes use
+one lake at once (a job writing while queries run). On Databricks or Synapse
 (`spark.master: null` in the target's config) the platform's own session and catalog are used.
 
 Delta's jars come from Maven Central once and are cached (see `lakerec.jars`), so a session
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from lakerec.config import Config
 from lakerec.errors import SetupError
-from lakerec import jars, scratch
+from lakerec import jars, metastore, scratch
 
 log = logging.getLogger("lakerec.spark")
 
@@ -55,7 +57,7 @@ def _check_java() -> None:
 
 
 def metastore_dir(lake: Path) -> Path:
-    return lake / "metastore_db"
+    return metastore.database_dir(lake)
 
 
 def warehouse_dir(lake: Path) -> Path:
@@ -88,6 +90,29 @@ def require_lake(cfg: Config) -> Path | None:
         raise SetupError(f"{lake} is not a lake: it has no catalog ({metastore_dir(lake).name}/). "
                          f"Check --lake, or create the lake with {create}")
     return lake
+
+
+def _check_catalog(spark, server: metastore.Server, lake: Path) -> None:
+    """Open the catalog database once through the server before Hive does, so that a database
+    another process holds is one line now, not Hive's retries and stack traces for 40 s."""
+    from py4j.protocol import Py4JJavaError
+
+    try:
+        spark._jvm.java.sql.DriverManager.getConnection(server.url).close()
+    except Py4JJavaError as e:
+        chain, cause = [], e.java_exception
+        while cause is not None and len(chain) < 8:
+            chain.append(str(cause.getMessage() or ""))
+            cause = cause.getCause()
+        text = " ".join(chain)
+        if "XSDB6" in text or "Another instance of Derby" in text:
+            raise SetupError(
+                f"the lake's catalog ({metastore_dir(lake)}) is open in another process that reads it "
+                "without the lake's catalog server (embedded Derby, e.g. a session of an older LakeRec). "
+                "Let that process finish, then retry."
+            ) from None
+        raise SetupError(f"the lake's catalog server ({server.url}) refused the connection: "
+                         f"{chain[0].splitlines()[0] if chain and chain[0] else 'no reason given'}") from None
 
 
 def get_spark(cfg: Config):
@@ -130,6 +155,7 @@ def get_spark(cfg: Config):
     scratch.sweep(lake)  # what killed sessions left behind
     local_dir = scratch.process_dir(lake)
     jar_paths = jars.delta_jars()
+    server = metastore.ensure(lake) if sc.local_metastore else None
     builder = (
         SparkSession.builder.master(sc.master)
         .appName(sc.app_name)
@@ -149,13 +175,16 @@ def get_spark(cfg: Config):
         .config("spark.driver.extraJavaOptions", _java_options(lake, local_dir))
         .config("spark.lakerec.lake", str(lake))
     )
-    if sc.local_metastore:
+    # On the JVM's own class path too, where every thread finds them: the metastore's
+    # DataNucleus loads the Derby client driver there, and the SQL endpoint's connection
+    # threads (lakerec.sql_endpoint) resolve the Delta catalog there.
+    class_path = [*jar_paths, *([jars.derby_client_jar()] if server is not None else [])]
+    builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(str(p) for p in class_path))
+    if server is not None:
         builder = (
             builder.config("spark.sql.catalogImplementation", "hive")
-            .config(
-                "spark.hadoop.javax.jdo.option.ConnectionURL",
-                f"jdbc:derby:;databaseName={metastore_dir(lake)};create=true",
-            )
+            .config("spark.hadoop.javax.jdo.option.ConnectionURL", server.url)
+            .config("spark.hadoop.javax.jdo.option.ConnectionDriverName", metastore.CLIENT_DRIVER)
             .config("spark.hadoop.datanucleus.schema.autoCreateAll", "true")
             .config("spark.hadoop.hive.metastore.schema.verification", "false")
             # Delta keeps the schema itself; without this Hive logs a spurious error on every overwrite.
@@ -176,16 +205,20 @@ def get_spark(cfg: Config):
     except Exception as e:  # the JVM failed to start: say why in one line
         raise SetupError(f"Spark could not start: {str(e).splitlines()[0]}") from None
     spark.sparkContext.setLogLevel("WARN")
+    if server is not None:
+        try:
+            _check_catalog(spark, server, lake)
+        except SetupError:
+            spark.stop()
+            raise
     try:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
     except Exception as e:
         msg = str(e)
         if "Another instance of Derby" in msg or "XSDB6" in msg or "metastore" in msg.lower():
             spark.stop()
-            raise SetupError(
-                f"the lake's catalog ({metastore_dir(lake)}) is in use by another Spark process; "
-                "local Derby allows one at a time. Wait for that job to finish, or use another --lake."
-            ) from None
+            raise SetupError(f"the lake's catalog ({metastore_dir(lake)}) could not be opened: "
+                             f"{msg.strip().splitlines()[0]}") from None
         raise
     log.info("spark %s on %s, lake %s", spark.version, sc.master, lake)
     return spark

@@ -27,6 +27,16 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: file order kept otherwise
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stop_catalog_servers(tmp_path_factory):
+    """Stop, after the run, the catalog servers (lakerec.metastore) the tests' lakes started:
+    they are detached and would outlive the run (until their lake folder is deleted)."""
+    yield
+    from lakerec import metastore
+
+    metastore.stop_all_under(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(scope="session")
 def lake(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("lake")

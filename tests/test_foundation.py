@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyspark
 import pytest
 
 from lakerec import sqlfiles
@@ -182,3 +183,169 @@ def test_tensorflow_imports_without_native_lines_on_stderr():
                          cwd=REPO, capture_output=True, text=True, env=env)
     assert out.returncode == 0 and out.stdout == "6\n", out.stderr
     assert out.stderr == ""
+
+
+def _job(module: str, *args: str, lake) -> subprocess.Popen:
+    """A job in its own process on `lake` (one core, a small driver: several run at once)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", f"lakerec.jobs.{module}", *args, "--lake", str(lake),
+         "--set", "spark.master=local[1]", "--set", "spark.driver_memory=1g"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _tail(err: str) -> str:
+    """The end of a job's stderr without Spark's progress bars."""
+    return "\n".join(ln for ln in err.replace("\r", "\n").splitlines() if "[Stage" not in ln and ln.strip())[-3000:]
+
+
+def test_a_job_writes_while_two_processes_query_one_lake(spark, cfg, base_cfg):
+    """Several processes on one lake: while two `jobs.sql` processes query it, this test's
+    session (which keeps the catalog open throughout: embedded Derby admitted one process)
+    writes a new table (the SQL endpoint's test has a process read another's new table)."""
+    name = cfg.table("shared")
+    write_table(spark.createDataFrame([(i,) for i in range(1, 101)], "n int"), name)
+    query = f"SELECT sum(n) AS total, count(*) AS rows FROM {name}"
+    readers = [_job("sql", query, "--format", "csv", lake=base_cfg.lake) for _ in range(2)]
+    written = cfg.table("written")
+    write_table(spark.range(5000).selectExpr("id", "id % 7 AS k"), written)
+    for reader in readers:
+        out, err = reader.communicate(timeout=600)
+        assert reader.returncode == 0, _tail(err)
+        assert out.strip().splitlines()[-2:] == ["total,rows", "5050,100"]
+    row = spark.sql(f"SELECT count(*) AS n, sum(k) AS k FROM {written}").first()
+    assert (row.n, row.k) == (5000, sum(i % 7 for i in range(5000)))
+
+
+def test_a_catalog_another_process_opened_directly_is_one_line(spark, tmp_path):
+    """A lake whose Derby files another JVM opened embedded (an older LakeRec) is refused at
+    once with one line, before Hive would retry for 40 s printing stack traces."""
+    from lakerec import metastore
+    from lakerec.errors import SetupError
+    from lakerec.spark import _check_catalog
+
+    from py4j.protocol import Py4JJavaError
+
+    held = tmp_path / "held"
+    held.mkdir()
+    embedded = f"jdbc:derby:;databaseName={held}/metastore_db"
+    manager = spark._jvm.java.sql.DriverManager
+    manager.getConnection(embedded + ";create=true").close()  # booted in this JVM until shut down
+    try:
+        server = metastore.ensure(held)
+        with pytest.raises(SetupError, match="is open in another process") as e:
+            _check_catalog(spark, server, held)
+        assert "\n" not in str(e.value)
+    finally:
+        with pytest.raises(Py4JJavaError, match="08006"):  # Derby's answer to a clean shutdown
+            manager.getConnection(embedded + ";shutdown=true")
+    _check_catalog(spark, server, held)  # released: the server opens it now
+    assert spark.range(3).count() == 3  # and the session is untouched
+    assert metastore.stop(held) == server and metastore.running(held) is None
+
+
+def test_sql_endpoint_answers_two_clients_while_a_job_writes(spark, cfg, base_cfg, tmp_path):
+    """`jobs.sql_server` serves the lake: `jobs.sql` (PyHive, no Spark of its own) and beeline
+    (JDBC, as BI tools connect) query at once while this process writes a table, and see it."""
+    import signal
+    import socket
+
+    from lakerec import sql_endpoint
+
+    name = cfg.table("served")
+    write_table(spark.createDataFrame([(i,) for i in range(1, 11)], "n int"), name)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = _job("sql_server", "--sql-port", str(port), lake=base_cfg.lake)
+    try:
+        ep = sql_endpoint.wait_listening(spark_lake := Path(base_cfg.lake), timeout=300)
+        assert ep is not None and ep.port == port and ep.host == "127.0.0.1", _tail(server.stderr.read())
+        query = f"SELECT sum(n) AS total, count(*) AS rows FROM {name}"
+        client = subprocess.Popen([sys.executable, "-m", "lakerec.jobs.sql", query, "--lake", base_cfg.lake,
+                                   "--format", "csv"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        beeline = subprocess.Popen([str(Path(pyspark.__file__).parent / "bin" / "beeline"), "-u", ep.jdbc_url,
+                                    "--silent=true", "--outputformat=csv2", "-e", query],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        write_table(spark.createDataFrame([(7,), (8,)], "n int"), cfg.table("written_meanwhile"))
+        out, err = client.communicate(timeout=300)
+        assert client.returncode == 0, _tail(err)
+        assert "sent to the lake's SQL endpoint" in err  # answered by the server, no Spark here
+        assert out.strip().splitlines() == ["total,rows", "55,10"]
+        b_out, b_err = beeline.communicate(timeout=300)
+        assert beeline.returncode == 0, b_err[-2000:]
+        # beeline prints its prompt ("0: jdbc:hive2://...> ") before the header
+        assert [ln.split("> ", 1)[-1] for ln in b_out.splitlines() if ln.strip()][-2:] == ["total,rows", "55,10"]
+        seen = sql_job_rows(ep, f"SELECT sum(n) FROM {cfg.table('written_meanwhile')}")
+        assert seen == [(15,)]  # the write of another process, through the shared catalog
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=120)
+    assert server.returncode == 0
+    assert sql_endpoint.running(spark_lake) is None and not sql_endpoint.state_path(spark_lake).exists()
+
+
+def sql_job_rows(ep, sql: str) -> list[tuple]:
+    import contextlib
+
+    from lakerec import sql_endpoint
+
+    with contextlib.closing(sql_endpoint.connect(ep)) as conn:
+        return [tuple(r) for r in sql_endpoint.RemoteResult(conn, sql).collect()]
+
+
+DELTALAKE_REQUIREMENTS = REPO / "requirements-deltalake.txt"
+
+# Run by the delta-rs environment's Python: the table read by path, with no Spark and no catalog.
+READ_WITH_DELTA_RS = """
+import json, sys
+import deltalake, duckdb
+dt = deltalake.DeltaTable(sys.argv[1])
+rows = sorted([r["n"], r["user"], r["score"], r["ids"], r["split"]] for r in dt.to_pyarrow_table().to_pylist())
+ds = dt.to_pyarrow_dataset()
+by_split = duckdb.sql("SELECT split, count(*), sum(n) FROM ds GROUP BY split ORDER BY split").fetchall()
+print(json.dumps({"version": dt.version(), "files": len(dt.file_uris()), "rows": rows, "duckdb": by_split}))
+"""
+
+
+@pytest.fixture(scope="module")
+def deltalake_python() -> Path:
+    """The Python of .venv-deltalake (`make setup` makes it; made here when missing or stale)."""
+    venv = REPO / ".venv-deltalake"
+    python, marker = venv / "bin" / "python", venv / ".installed"
+    wanted = DELTALAKE_REQUIREMENTS.read_text()
+    if not (python.exists() and marker.is_file() and marker.read_text() == wanted):
+        try:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True,
+                           text=True, timeout=300)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(DELTALAKE_REQUIREMENTS)],
+                           check=True, capture_output=True, text=True, timeout=900)
+        except subprocess.CalledProcessError as e:
+            last = (e.stderr or e.stdout or "").strip().splitlines()[-1:] or ["no output"]
+            pytest.skip(f"pip could not install {DELTALAKE_REQUIREMENTS.name} (no package index here?): {last[0]}")
+        marker.write_text(wanted)
+    return python
+
+
+def test_delta_rs_and_duckdb_read_a_table_the_session_wrote(spark, cfg, deltalake_python):
+    """The lake's tables are plain Delta: delta-rs (and DuckDB over it) read one by path and
+    see the live rows only, not the files a replaced partition left behind."""
+    from urllib.parse import urlparse
+
+    name = cfg.table("engines")
+    schema = "n int, user string, score double, ids array<int>, split string"
+    rows = [(i, f"u{i}", i / 4, [i, i + 1], "train" if i % 2 else "test") for i in range(10)]
+    write_table(spark.createDataFrame(rows, schema), name, ("split",))
+    write_table(spark.createDataFrame([(100, "u100", 25.0, [100], "test")], schema), name, ("split",), "split = 'test'")
+    location = Path(urlparse(spark.sql(f"DESCRIBE DETAIL {name}").first().location).path)
+    on_disk = len(list(location.rglob("*.parquet")))
+    out = subprocess.run([str(deltalake_python), "-c", READ_WITH_DELTA_RS, str(location)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout)
+    expected = sorted([r.n, r.user, r.score, list(r.ids), r.split] for r in spark.table(name).collect())
+    assert seen["rows"] == expected and len(expected) == 6  # 5 train rows + the replacing test row
+    assert seen["version"] == table_version(spark, name) == 1
+    assert seen["files"] < on_disk  # the replaced partition's files are still there, and not read
+    assert seen["duckdb"] == [["test", 1, 100], ["train", 5, 1 + 3 + 5 + 7 + 9]]

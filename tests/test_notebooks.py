@@ -1,9 +1,9 @@
 """The notebooks, executed end to end on a small generated lake, as a user would run them.
 
 A subprocess builds the lake once (generate -> ingest -> filter -> impressions), because each notebook runs
-in its own kernel process that opens its own Spark session on that lake, and the local
-Derby catalog admits one process at a time: the notebooks run one after the other, and each
-starts only after the previous kernel's JVM has gone. Every cell must succeed
+in its own kernel process that opens its own Spark session on that lake: the notebooks run
+one after the other, and each starts only after the previous kernel's JVM has gone (its memory
+freed; the lake's catalog server would admit several). Every cell must succeed
 (nbclient raises on the first failing cell). A probe cell appended to each notebook prints
 what the notebook computed, which is checked against the raw files and the MLflow store.
 """
@@ -23,7 +23,7 @@ import psutil
 import pytest
 import yaml
 
-from lakerec import notebook_runner as notebook
+from lakerec import metastore, notebook_runner as notebook
 from lakerec.schema.fields import FEATURE_SEP, FIELD_SEP, VALUE_SEP
 
 pytestmark = pytest.mark.heavy  # run first under xdist (conftest.py): the longest modules
@@ -55,13 +55,17 @@ spark.stop()
 
 
 def wait_for_lake_released(lake: Path, timeout: float = 60) -> None:
-    """Wait until no JVM holds the lake's Derby catalog (its command line names the lake)."""
+    """Wait until no Spark JVM is open on the lake (its command line names the lake): the
+    lake's catalog server (lakerec.metastore), which names it too, stays up between notebooks."""
     marker = f"-Dderby.system.home={lake}"
+    server = metastore.running(lake)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         holders = []
         for proc in psutil.process_iter(["cmdline"]):
             try:
+                if server and proc.pid == server.pid:
+                    continue
                 if any(marker == arg for arg in proc.info["cmdline"] or ()):
                     holders.append(proc.pid)
             except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -6,22 +6,30 @@
 A file may hold several statements separated by `;`; each result is printed under its
 statement's leading comment (the `-- name` line), if it has one. `${database}` in the SQL
 is replaced with the configured database, and `${name}` with `--param name=value`.
+
+When the lake's SQL endpoint runs (`python -m lakerec.jobs.sql_server`), the statements go
+to it, in one session of their own (temporary views last from one statement to the next),
+and no Spark starts here; `--no-endpoint` starts a session of this process's own instead.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 
 from pyspark.sql import DataFrame, Row
 
-from lakerec import cli, lake_runs
+from lakerec import cli, lake_runs, sql_endpoint
 from lakerec.errors import LakeRecError
 from lakerec.spark import get_spark
-from lakerec.sqlfiles import run_statements
+from lakerec.sqlfiles import render, run_statements, split_statements
 
 FORMATS = ("table", "csv", "json")
+log = logging.getLogger("lakerec.sql")
 
 
 def take(df: DataFrame, limit: int) -> tuple[list[Row], int | None]:
@@ -83,6 +91,28 @@ def _plain(v):
     return v
 
 
+def _remote_statements(endpoint: sql_endpoint.Endpoint, text: str, cfg, params: dict[str, str]):
+    """Run every statement on the SQL endpoint, in one connection; yield (statement, result) pairs."""
+    from pyhive import exc
+
+    log.info("statements sent to the lake's SQL endpoint at %s", endpoint.jdbc_url)
+    try:
+        conn = sql_endpoint.connect(endpoint)
+    except Exception as e:  # refused, or the server ended between the check and now
+        raise LakeRecError(f"the lake's SQL endpoint at {endpoint.jdbc_url} did not accept a connection "
+                           f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                           "retry, or use --no-endpoint") from None
+    with contextlib.closing(conn):
+        for st in split_statements(text):
+            try:
+                result = sql_endpoint.RemoteResult(conn, render(st.sql, cfg, params))
+            except exc.DatabaseError as e:
+                status = getattr(e.args[0], "status", None) if e.args else None
+                message = getattr(status, "errorMessage", None) or str(e)
+                raise LakeRecError(cli.analysis_message(message.removeprefix("Error running query: "))) from None
+            yield st, result
+
+
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser("sql", "Run Spark SQL against the lake's catalog and print the result.")
     p.add_argument("query", nargs="?", help="a SQL statement (or use -f FILE)")
@@ -92,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=cli.positive_int, default=1000,
                    help="rows printed per statement (a longer result says '(first N of M rows)' on stderr)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="value for ${NAME}")
+    p.add_argument("--endpoint", action=argparse.BooleanOptionalAction, default=True,
+                   help="send the statements to the lake's SQL endpoint when it runs (--no-endpoint: "
+                        "start a Spark session here)")
     args = p.parse_args(argv)
 
     def body():
@@ -111,10 +144,17 @@ def main(argv: list[str] | None = None) -> None:
             k, v = kv.split("=", 1)
             params[k] = v
         cfg = cli.config_from_args(args)
-        spark = get_spark(cfg)
-        for problem in lake_runs.problems(spark, cfg):  # the query may read tables of two runs
-            print(f"warning: {problem}", file=sys.stderr)
-        for st, df in run_statements(spark, text, cfg, params):
+        endpoint = None
+        if args.endpoint and cfg.spark.master is not None and cfg.lake_path.is_dir():
+            endpoint = sql_endpoint.running(cfg.lake_path)
+        if endpoint:
+            results = _remote_statements(endpoint, text, cfg, params)
+        else:
+            spark = get_spark(cfg)
+            for problem in lake_runs.problems(spark, cfg):  # the query may read tables of two runs
+                print(f"warning: {problem}", file=sys.stderr)
+            results = run_statements(spark, text, cfg, params)
+        for st, df in results:
             if not df.columns:  # DDL (CREATE VIEW ...): nothing to print
                 continue
             if args.file and st.title:
