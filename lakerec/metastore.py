@@ -127,8 +127,10 @@ def _free_port(preferred: int | None) -> int:
 
 
 @contextlib.contextmanager
-def _locked(lake: Path):
-    """Serialise start and stop between processes on one lake (two jobs starting together)."""
+def locked(lake: Path):
+    """Serialise between processes on one lake: the server's start and stop, and a session's
+    first use of the catalog (on a new lake Hive creates its tables then, and two processes
+    creating them at once deadlock in Derby and print pages of stack traces before one wins)."""
     with open(lake / ".metastore.lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -183,7 +185,7 @@ def ensure(lake: Path, timeout: float = START_TIMEOUT_S) -> Server:
     server = running(lake)
     if server:
         return server
-    with _locked(lake):
+    with locked(lake):
         server = running(lake)  # another process may have started it while we waited
         if server:
             return server
@@ -224,7 +226,7 @@ def stop(lake: Path, timeout: float = 20.0) -> Server | None:
     lake = lake.resolve()
     if not lake.is_dir():
         return None
-    with _locked(lake):
+    with locked(lake):
         server = running(lake)
         if server is None:
             return None
