@@ -7,12 +7,13 @@ as it was), and every Spark process (jobs, `jobs.sql`, notebooks, the SQL endpoi
 of it. The server:
 
 - listens on 127.0.0.1 only, on a free port chosen at start and recorded with its process id
-  in `<lake>/metastore_server.json` (kept when it stops, so a restart takes the same port);
+  in `<lake>/metastore_server.json` (kept when it stops: a restart tries the same port first);
 - is a detached process that outlives the job that started it, so the next one finds it at
   once; `python -m lakerec.jobs.metastore stop --lake DIR` stops it (`make clean` too), and
   it stops by itself within seconds of its lake folder being deleted;
-- is started again when the recorded one is gone (a reboot, a kill): a stale record is
-  recognised by its process, its port and its lake path (a copied or moved lake starts its own).
+- is started again when the recorded one is gone (a reboot, a kill; on the same port if it is
+  free): a stale record is recognised by its process, its port and its lake path (a copied or
+  moved lake starts its own).
 
 The database files and the server's log (`metastore_server.log`, Derby's own `derby.log`)
 stay in the lake folder, so it remains self-contained. There is no password: only processes on
