@@ -7,12 +7,13 @@ as it was), and every Spark process (jobs, `jobs.sql`, notebooks, the SQL endpoi
 of it. The server:
 
 - listens on 127.0.0.1 only, on a free port chosen at start and recorded with its process id
-  in `<lake>/metastore_server.json` (kept when it stops, so a restart takes the same port);
+  in `<lake>/metastore_server.json` (kept when it stops: a restart tries the same port first);
 - is a detached process that outlives the job that started it, so the next one finds it at
   once; `python -m lakerec.jobs.metastore stop --lake DIR` stops it (`make clean` too), and
   it stops by itself within seconds of its lake folder being deleted;
-- is started again when the recorded one is gone (a reboot, a kill): a stale record is
-  recognised by its process, its port and its lake path (a copied or moved lake starts its own).
+- is started again when the recorded one is gone (a reboot, a kill; on the same port if it is
+  free): a stale record is recognised by its process, its port and its lake path (a copied or
+  moved lake starts its own).
 
 The database files and the server's log (`metastore_server.log`, Derby's own `derby.log`)
 stay in the lake folder, so it remains self-contained. There is no password: only processes on
@@ -127,8 +128,10 @@ def _free_port(preferred: int | None) -> int:
 
 
 @contextlib.contextmanager
-def _locked(lake: Path):
-    """Serialise start and stop between processes on one lake (two jobs starting together)."""
+def locked(lake: Path):
+    """Serialise between processes on one lake: the server's start and stop, and a session's
+    first use of the catalog (on a new lake Hive creates its tables then, and two processes
+    creating them at once deadlock in Derby and print pages of stack traces before one wins)."""
     with open(lake / ".metastore.lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -183,7 +186,7 @@ def ensure(lake: Path, timeout: float = START_TIMEOUT_S) -> Server:
     server = running(lake)
     if server:
         return server
-    with _locked(lake):
+    with locked(lake):
         server = running(lake)  # another process may have started it while we waited
         if server:
             return server
@@ -224,7 +227,7 @@ def stop(lake: Path, timeout: float = 20.0) -> Server | None:
     lake = lake.resolve()
     if not lake.is_dir():
         return None
-    with _locked(lake):
+    with locked(lake):
         server = running(lake)
         if server is None:
             return None

@@ -13,6 +13,7 @@ start does not resolve them again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -205,21 +206,22 @@ def get_spark(cfg: Config):
     except Exception as e:  # the JVM failed to start: say why in one line
         raise SetupError(f"Spark could not start: {str(e).splitlines()[0]}") from None
     spark.sparkContext.setLogLevel("WARN")
-    if server is not None:
+    with metastore.locked(lake) if server is not None else contextlib.nullcontext():
+        if server is not None:
+            try:
+                _check_catalog(spark, server, lake)
+            except SetupError:
+                spark.stop()
+                raise
         try:
-            _check_catalog(spark, server, lake)
-        except SetupError:
-            spark.stop()
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")  # Hive's first use of the catalog
+        except Exception as e:
+            msg = str(e)
+            if "Another instance of Derby" in msg or "XSDB6" in msg or "metastore" in msg.lower():
+                spark.stop()
+                raise SetupError(f"the lake's catalog ({metastore_dir(lake)}) could not be opened: "
+                                 f"{msg.strip().splitlines()[0]}") from None
             raise
-    try:
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
-    except Exception as e:
-        msg = str(e)
-        if "Another instance of Derby" in msg or "XSDB6" in msg or "metastore" in msg.lower():
-            spark.stop()
-            raise SetupError(f"the lake's catalog ({metastore_dir(lake)}) could not be opened: "
-                             f"{msg.strip().splitlines()[0]}") from None
-        raise
     log.info("spark %s on %s, lake %s", spark.version, sc.master, lake)
     return spark
 

@@ -80,7 +80,17 @@ def test_catalog_persists_across_processes(tmp_path):
         f"cfg=load_config(lake=r'{lake}');s=get_spark(cfg);"
         "write_table(s.createDataFrame([(1,0.1234567891),(2,1/3),(3,None)],'n int, x double'), cfg.table('persisted'))"
     )
-    subprocess.run([sys.executable, "-c", make], cwd=REPO, check=True, capture_output=True)
+    # A second process opens the new lake at the same moment: Hive creates its catalog tables
+    # once, under the lake's lock, with no deadlock traces (lakerec.metastore.locked).
+    other = subprocess.Popen([sys.executable, "-m", "lakerec.jobs.sql", "SELECT 1 AS one", "--lake", str(lake),
+                              "--set", "spark.master=local[1]"], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    made = subprocess.run([sys.executable, "-c", make], cwd=REPO, capture_output=True, text=True)
+    other_out = other.communicate(timeout=600)[0]
+    assert made.returncode == 0, _tail(made.stderr)
+    assert other.returncode == 0, _tail(other_out)
+    for text in (made.stdout + made.stderr, other_out):
+        assert not [ln for ln in text.splitlines() if ln.lstrip().startswith("at ")]  # no Java stack frames
     out = subprocess.run(
         [sys.executable, "-m", "lakerec.jobs.sql", "SELECT n, x, sum(n) OVER () AS total FROM aliccp.persisted ORDER BY n",
          "--lake", str(lake), "--format", "csv", "--limit", "2"],
