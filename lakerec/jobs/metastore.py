@@ -13,7 +13,8 @@ from lakerec import cli, metastore
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = cli.parser("metastore", "Start, stop or show the lake's catalog server (Derby on loopback).")
+    p = cli.parser("metastore", "Start, stop or show the lake's catalog server (Derby on loopback).",
+                   lake="none")  # its own checks: `status` of a lake with no catalog yet is an answer
     p.add_argument("action", choices=("start", "stop", "status"))
     args = p.parse_args(argv)
 
