@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakerec import jars
+from lakerec.scratch import alive
 from lakerec.errors import SetupError
 
 log = logging.getLogger("lakerec.metastore")
@@ -86,19 +87,6 @@ def _recorded(lake: Path) -> Server | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (ended, not yet reaped) is not a server
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True  # no /proc (macOS): kill(0) is the answer
-
-
 def _answers(port: int, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=timeout):
@@ -111,7 +99,7 @@ def running(lake: Path) -> Server | None:
     """The lake's catalog server if it is up (its record names this lake, its process lives, its port answers)."""
     lake = lake.resolve()
     server = _recorded(lake)
-    if server is None or server.lake != str(lake) or not _alive(server.pid) or not _answers(server.port):
+    if server is None or server.lake != str(lake) or not alive(server.pid) or not _answers(server.port):
         return None
     return server
 
@@ -195,7 +183,7 @@ def ensure(lake: Path, timeout: float = START_TIMEOUT_S) -> Server:
         pid = _spawn(lake, port)
         deadline = time.monotonic() + timeout
         while not _answers(port, timeout=0.5):
-            if not _alive(pid):
+            if not alive(pid):
                 raise SetupError(f"the lake's catalog server (Derby, port {port}) exited: {_log_tail(lake)} "
                                  f"(log: {lake / LOG})")
             if time.monotonic() > deadline:
@@ -215,9 +203,9 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(pid):
+    if alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -239,9 +227,9 @@ def stop(lake: Path, timeout: float = 20.0) -> Server | None:
                 capture_output=True, timeout=timeout,
             )
         deadline = time.monotonic() + timeout
-        while _alive(server.pid) and time.monotonic() < deadline:
+        while alive(server.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(server.pid):
+        if alive(server.pid):
             _terminate(server.pid)
     log.info("stopped the lake's catalog server (pid %d)", server.pid)
     return server

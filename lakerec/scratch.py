@@ -33,14 +33,19 @@ def process_dir(lake: Path) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, ended but not yet reaped, does not); the catalog
+    server and the SQL endpoint check their recorded processes with it too."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: running
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc (macOS): kill(0) is the answer
 
 
 def sweep(lake: Path) -> list[Path]:
@@ -48,7 +53,7 @@ def sweep(lake: Path) -> list[Path]:
     root = scratch_root(lake)
     removed = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
-        if path.is_dir() and path.name.isdigit() and int(path.name) != os.getpid() and not _alive(int(path.name)):
+        if path.is_dir() and path.name.isdigit() and int(path.name) != os.getpid() and not alive(int(path.name)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     if removed:

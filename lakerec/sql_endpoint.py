@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lakerec.scratch import alive
+
 log = logging.getLogger("lakerec.sql_endpoint")
 
 STATE = "sql_server.json"
@@ -50,16 +52,6 @@ def state_path(lake: Path) -> Path:
     return lake / STATE
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running(lake: Path) -> Endpoint | None:
     """The lake's SQL endpoint if one is up (its record names this lake, its process lives, its port answers)."""
     lake = lake.resolve()
@@ -68,7 +60,7 @@ def running(lake: Path) -> Endpoint | None:
         ep = Endpoint(str(data["lake"]), str(data["host"]), int(data["port"]), int(data["pid"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if ep.lake != str(lake) or not _alive(ep.pid):
+    if ep.lake != str(lake) or not alive(ep.pid):
         return None
     try:
         with socket.create_connection((ep.client_host, ep.port), timeout=1.0):

@@ -82,8 +82,11 @@ def test_catalog_persists_across_processes(tmp_path):
     )
     # A second process opens the new lake at the same moment: Hive creates its catalog tables
     # once, under the lake's lock, with no deadlock traces (lakerec.metastore.locked).
-    other = subprocess.Popen([sys.executable, "-m", "lakerec.jobs.sql", "SELECT 1 AS one", "--lake", str(lake),
-                              "--set", "spark.master=local[1]"], cwd=REPO, stdout=subprocess.PIPE,
+    # (A session of its own, not jobs.sql: a read job refuses a lake that does not exist yet.)
+    opener = ("from lakerec.config import load_config, override; from lakerec.spark import get_spark;"
+              f"cfg=override(load_config(lake=r'{lake}'), spark__master='local[1]');"
+              "print(get_spark(cfg).sql('SELECT 1 AS one').first().one)")
+    other = subprocess.Popen([sys.executable, "-c", opener], cwd=REPO, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     made = subprocess.run([sys.executable, "-c", make], cwd=REPO, capture_output=True, text=True)
     other_out = other.communicate(timeout=600)[0]

@@ -13,14 +13,15 @@ import sys
 import time
 
 from lakerec import metastore
+from lakerec.scratch import alive
 from tests.conftest import REPO
 
 
 def _wait_gone(pid: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while metastore._alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not metastore._alive(pid), f"process {pid} still runs"
+    assert not alive(pid), f"process {pid} still runs"
 
 
 def test_one_server_per_lake_found_again_and_replaced_when_stale(tmp_path):
