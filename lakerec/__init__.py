@@ -20,8 +20,10 @@ else:
     # nothing a user of the jobs can change.
     for _category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
         _warnings.filterwarnings("ignore", category=_category)
-    # MLflow's advice to model authors ("add type hints to predict", "integer columns cannot
-    # hold missing values"): our pyfunc models declare their signatures; nothing for a job's user.
+    # MLflow's advice to model authors ("integer columns cannot hold missing values"): our
+    # pyfunc models declare their signatures; nothing for a job's user. (Its "add type hints to
+    # predict" is raised under a filter of its own, which no filter here overrides: our
+    # predict methods carry the hint instead.)
     _warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\.|$)")
     _os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # its 0% bars per download
 

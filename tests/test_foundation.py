@@ -105,12 +105,6 @@ def test_catalog_persists_across_processes(tmp_path):
     assert list(csv.reader(io.StringIO(out.stdout))) == [["n", "x", "total"], ["1", "0.1234567891", "6"],
                                                           ["2", repr(1 / 3), "6"]]
     assert "(first 2 of 3 rows)" in out.stderr
-    missing = subprocess.run(
-        [sys.executable, "-m", "lakerec.jobs.sql", "SELECT * FROM aliccp.nope", "--lake", str(lake)],
-        cwd=REPO, capture_output=True, text=True,
-    )
-    assert missing.returncode == 2
-    assert "aliccp.nope does not exist" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_sql_job_json_is_one_object_per_line_at_full_precision(spark, cfg, capsys):
@@ -120,6 +114,14 @@ def test_sql_job_json_is_one_object_per_line_at_full_precision(spark, cfg, capsy
     rows = [json.loads(line) for line in captured.out.splitlines()]
     assert rows == [{"id": i, "third": i / 3, "pair": [i, i], "none": None} for i in range(3)]
     assert captured.err.strip().splitlines()[-1] == "(first 3 of 4 rows)"
+
+
+def test_sql_job_names_a_missing_table_in_one_line(spark, cfg, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        sql_job.main([f"SELECT * FROM {cfg.database}.nope", "--lake", cfg.lake, "--database", cfg.database])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{cfg.database}.nope does not exist" in err and "Traceback" not in err
 
 
 def test_read_jobs_refuse_a_lake_that_is_not_there_before_spark_starts(tmp_path):

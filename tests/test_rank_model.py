@@ -92,6 +92,25 @@ def test_scores_do_not_depend_on_position_but_the_training_loss_does():
     assert float(model.compute_loss(rows)) != pytest.approx(float(model.compute_loss(moved)))
 
 
+def test_embedding_l2_adds_the_mean_squared_norm_of_the_looked_up_embeddings_in_training_only():
+    spec = tiny_spec()
+    rows = batch(spec, n=32, seed=2)
+    plain = RankingModel(spec, objective="esmm", position_bias=False)
+    penalised = RankingModel(spec, objective="esmm", position_bias=False, embedding_l2=0.5)
+    plain(rows)
+    penalised(rows)
+    penalised.set_weights(plain.get_weights())
+    x0 = plain.inputs_layer(rows).numpy()
+    width = plain.inputs_layer.embedded_width
+    assert width == 8 * len(spec.fields()) and x0.shape[1] > width  # the dense weights come after
+    expected = 0.5 * float(np.mean(np.sum(x0[:, :width] ** 2, axis=1)))
+    assert expected > 0
+    base = float(plain.compute_loss(rows, training=True))
+    assert float(penalised.compute_loss(rows, training=True)) == pytest.approx(base + expected, rel=1e-5)
+    # Not a part of what evaluation or validation sees.
+    assert float(penalised.compute_loss(rows)) == pytest.approx(float(plain.compute_loss(rows)), rel=1e-6)
+
+
 def test_a_few_steps_lower_the_loss_on_a_learnable_batch():
     spec = tiny_spec()
     rows = batch(spec, n=256, seed=1)

@@ -61,6 +61,7 @@ class FieldEmbeddings(tf.keras.layers.Layer):
                               for f in fields if not f.multi]
         self.multi_layers = [WeightedMeanEmbedding(spec.vocab_sizes[f.name], dim, name=f"{f.name}_embedding")
                              for f in fields if f.multi]
+        self.embedded_width = dim * len(fields)  # x0's first columns: the embeddings; then the dense weights
 
     def call(self, features):
         parts, dense = [], []
@@ -103,11 +104,16 @@ class RankingModel(tfrs.Model):
         deep_layers: units of the deep MLP's layers (empty: none).
         position_bias: learn the position tower (training loss only).
         position_l2: L2 penalty on the position logits.
+        embedding_l2: L2 penalty on the embeddings a training batch looks up (the mean over
+            its rows of their squared norms): only the rows a batch touches, so its cost does
+            not grow with the vocabularies.
     """
 
     def __init__(self, spec: RankSpec, objective: str = "esmm", embedding_dim: int = 8, cross_layers: int = 2,
-                 deep_layers: tuple[int, ...] = (128, 64), position_bias: bool = True, position_l2: float = 1e-3):
+                 deep_layers: tuple[int, ...] = (128, 64), position_bias: bool = True, position_l2: float = 1e-3,
+                 embedding_l2: float = 0.0):
         super().__init__()
+        self.embedding_l2 = float(embedding_l2)
         if objective not in OBJECTIVES:
             raise ConfigError(f"rank.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         self.objective = objective
@@ -135,7 +141,9 @@ class RankingModel(tfrs.Model):
 
     def logits(self, features, training: bool = False) -> tuple[tf.Tensor, tf.Tensor | None]:
         """(CTR logit [B, 1] without position, CVR logit [B, 1] or None with ctr)."""
-        x0 = self.inputs_layer(features)
+        return self._logits(self.inputs_layer(features), training)
+
+    def _logits(self, x0, training: bool):
         parts = []
         if self.cross:
             x = x0
@@ -189,17 +197,23 @@ class RankingModel(tfrs.Model):
 
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         """The objective on a batch (labels in `click`, `conversion`); the position tower joins the CTR logit."""
-        ctr, cvr = self.logits(features, training=training)
+        x0 = self.inputs_layer(features)
+        ctr, cvr = self._logits(x0, training)
         if self.position_tower is not None and self.position_column in features:
             ctr = ctr + self.position_tower(features[self.position_column])
-        return self.task_loss(features[CLICK], features[CONVERSION], tf.sigmoid(ctr),
+        loss = self.task_loss(features[CLICK], features[CONVERSION], tf.sigmoid(ctr),
                               tf.sigmoid(cvr) if cvr is not None else None)
+        if training and self.embedding_l2:
+            looked_up = x0[:, :self.inputs_layer.embedded_width]
+            loss += self.embedding_l2 * tf.nn.compute_average_loss(tf.reduce_sum(tf.square(looked_up), axis=1))
+        return loss
 
 
 def build_model(spec: RankSpec, rc: RankConf) -> RankingModel:
     """A RankingModel for a spec and the rank settings, compiled with rc's optimizer."""
     model = RankingModel(spec, objective=rc.objective, embedding_dim=rc.embedding_dim,
                          cross_layers=rc.cross_layers, deep_layers=tuple(rc.deep_layers),
-                         position_bias=rc.position_bias, position_l2=rc.position_l2)
+                         position_bias=rc.position_bias, position_l2=rc.position_l2,
+                         embedding_l2=rc.embedding_l2)
     model.compile(optimizer=make_optimizer(rc.optimizer, rc.learning_rate))
     return model

@@ -112,7 +112,7 @@ class RankerModel(PythonModel):
             parts["p_ctcvr"].append(parts["p_click"][-1] * parts["p_conversion"][-1])
         return {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in parts.items()}
 
-    def predict(self, context, model_input, params: dict | None = None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         return pd.DataFrame(self.score(model_input))
 
 

@@ -4,7 +4,8 @@
 
 The exported two-tower (the champion of mlflow.registered_model, or mlflow.model_version, or a
 run's: lakerec.retrieval.export.load_for; the query tower on each user's latest context and the
-exact index over all items, as served) scores the users batch by batch. Columns:
+exact index over all items, as served) scores the users in Spark, batch by batch in each Python
+worker (top_k: mapInPandas, nothing collected to the driver). Columns:
 user_id, rank (1 = best), item_id, score, p_click, p_conversion, run_id, ranker.
 
 Two stages where a ranker is champion (of mlflow.registered_ranker, or mlflow.ranker_version;
@@ -69,16 +70,14 @@ def run(spark, cfg: Config, k: int = 100, run_id: str | None = None, ranker_uri:
     # Both models are the registry's champions unless a flag chose one: then so is the recommender.
     champions = run_id is None and ranker_uri is None and cfg.mlflow.model_version is None \
         and cfg.mlflow.ranker_version is None
-    module, spec, run_id = export.load_for(cfg, run_id)
+    _, spec, run_id = export.load_for(cfg, run_id)  # the workers load the run's model themselves
     tables = data.read_inputs(spark, cfg, (T.USER_VOCAB.name, T.TRAIN_INTERACTIONS.name, T.TEST_INTERACTIONS.name))
     excluding = evaluate.exclude_seen(spark, cfg, evaluate.run_protocol(run_id))
-    seen = evaluate.seen_items(tables[T.TRAIN_INTERACTIONS.name], key="user_id") if excluding else None
+    seen = tables[T.TRAIN_INTERACTIONS.name].select("user_id", "item_index") if excluding else None
     ranker_uri = ranker_uri or default_ranker(cfg)
     depth = max(k, cfg.rank.candidates) if ranker_uri else k
     users = data.users_frame(tables, spec)
-    frame = top_k_frame(spark, cfg, module, spec, users, depth, seen=seen)
-    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    recs = spark.createDataFrame(frame, SCHEMA)
+    recs = top_k(cfg, run_id, spec, users, depth, seen=seen)
     if ranker_uri:
         from lakerec.ranking.rerank import rerank
 
@@ -124,16 +123,6 @@ def default_ranker(cfg: Config) -> str | None:
     return found.uri if found else None
 
 
-def top_k_unseen(module, batch, k: int, seen) -> tuple[np.ndarray, np.ndarray]:
-    """(item ids, scores) [B, k] of the best items each user has not seen; -inf marks no item.
-
-    The same scores as the module's `recommend` (its query tower, q . c over its candidate
-    matrix), with each user's seen items (SeenItems keyed by user_id) set to -inf first.
-    """
-    rows, items = seen.entries(batch["user_id"].numpy())
-    return exact_top_k(module.query_embeddings(batch), module.candidates[1:], module.item_ids[1:], k, rows, items - 1)
-
-
 def exact_top_k(queries, candidates, item_ids, k: int, rows=None, columns=None) -> tuple[np.ndarray, np.ndarray]:
     """(item ids, scores) [B, k] of the best q . c over every candidate, the (rows, columns) cells at -inf.
 
@@ -154,43 +143,59 @@ def exact_top_k(queries, candidates, item_ids, k: int, rows=None, columns=None) 
     return tf.gather(item_ids, top).numpy(), top_scores.numpy()
 
 
-def top_k_frame(spark, cfg: Config, module, spec, users, k: int, seen=None):
-    """The exported module's top-k for every row of `users`, as a pandas frame in SCHEMA's columns.
+def top_k(cfg: Config, run_id: str, spec, users, k: int, seen=None):
+    """The run's two-tower top-k for every row of `users`, as a Spark DataFrame in SCHEMA's columns.
+
+    Scored in Spark (mapInPandas: each Python worker loads the exported model once, users go
+    through it in batches of `train.eval_batch_size`), so no user or recommendation reaches the
+    driver. The scores are the module's `recommend` (its query tower, q . c over its candidate
+    matrix), as served.
 
     Args:
-        spark: the session.
-        cfg: configuration (`train.eval_batch_size`, `train.reader_workers`, the Petastorm cache).
-        module: the loaded RetrievalModule.
+        cfg: configuration (`train.eval_batch_size`, the MLflow store).
+        run_id: the training run whose exported two-tower scores.
         spec: its FeatureSpec.
         users: one row per user with the serving columns (data.users_frame).
         k: items per user (fewer where the catalogue is smaller).
-        seen: each user's training items (catalogue_ranks.SeenItems keyed by user_id), never
-            recommended; None: the module's own top-k, as served.
+        seen: (user_id, item_index) pairs never recommended to that user (a user's training
+            items), or None: the module's own top-k. A user who has seen all but j < k items gets j rows.
     """
     import pandas as pd
-    import tensorflow as tf
+    from pyspark.sql import functions as F
 
-    cols = spec.serving_columns()
-    parts = []
-    with data.converted(spark, users, cfg, cols, spec.array_lengths()) as feed:
-        factory = data.dataset_factory(feed, cfg.train.eval_batch_size, num_epochs=1, shuffle=False,
-                                       workers=cfg.train.reader_workers)
-        with factory() as ds:
-            for batch in ds:
-                if seen is None:
-                    out = module.recommend(batch, tf.constant(k, tf.int32))
+    from lakerec.ranking.baselines import load_two_tower, query_tensors
+    from lakerec.ranking.evaluate import worker_cached
+
+    serving, lengths = spec.serving_columns(), spec.array_lengths()
+    batch_size, tracking_uri, excluding = cfg.train.eval_batch_size, cfg.tracking_uri, seen is not None
+    if excluding:  # the closure below takes plain values only (a DataFrame does not pickle)
+        seen = seen.where(F.col("item_index") > 0).groupBy("user_id").agg(F.collect_set("item_index").alias("_seen"))
+        users = users.join(seen, "user_id", "left")
+
+    def score(frames):
+        import tensorflow as tf
+
+        module, _ = worker_cached(("two-tower", run_id), lambda: load_two_tower(run_id, tracking_uri))
+        for frame in frames:
+            for lo in range(0, len(frame), batch_size):
+                part = frame.iloc[lo:lo + batch_size]
+                queries = query_tensors(part, serving, lengths)
+                if not excluding:
+                    out = module.recommend(queries, tf.constant(k, tf.int32))
                     ids, scores = out["item_ids"].numpy(), out["scores"].numpy()
                 else:
-                    ids, scores = top_k_unseen(module, batch, k, seen)
-                kk = ids.shape[1]
-                part = pd.DataFrame({
-                    "user_id": np.repeat(batch["user_id"].numpy(), kk),
-                    "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(ids)),
+                    lists = [np.asarray(v if v is not None else [], np.int64) for v in part["_seen"]]
+                    rows = np.repeat(np.arange(len(lists)), [len(v) for v in lists])
+                    columns = np.concatenate(lists) - 1 if lists else np.zeros(0, np.int64)
+                    ids, scores = exact_top_k(module.query_embeddings(queries), module.candidates[1:],
+                                              module.item_ids[1:], k, rows, columns)
+                width = ids.shape[1]
+                out = pd.DataFrame({
+                    "user_id": np.repeat(part["user_id"].to_numpy(np.int64), width),
+                    "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(part)),
                     "item_id": ids.reshape(-1).astype(np.int64),
                     "score": scores.reshape(-1).astype(np.float32),
                 })
-                parts.append(part[np.isfinite(part["score"])] if seen is not None else part)
-    if parts:
-        return pd.concat(parts, ignore_index=True)
-    return pd.DataFrame({"user_id": pd.Series(dtype="int64"), "rank": pd.Series(dtype="int32"),
-                         "item_id": pd.Series(dtype="int64"), "score": pd.Series(dtype="float32")})
+                yield out[np.isfinite(out["score"])]
+
+    return users.mapInPandas(score, SCHEMA)

@@ -29,7 +29,7 @@ class RecommenderModel(PythonModel):
         config = {k: v for k, v in (context.model_config or {}).items() if k in INDEX_SETTINGS}
         self.recommender = Recommender.load(context.artifacts[BUNDLE], **config)
 
-    def predict(self, context, model_input, params: dict | None = None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from lakerec.errors import RequestError
 
         try:
