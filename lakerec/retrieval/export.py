@@ -166,24 +166,33 @@ def log_code_model(name: str, code: Path, artifacts: dict[str, str], signature, 
         **options: more of mlflow.pyfunc.log_model's arguments (input_example, code_paths,
             extra_pip_requirements: added to the pins).
     """
+    import contextlib
+    import io
+
     import mlflow
 
+    import lakerec
+
     extra = options.pop("extra_pip_requirements", [])
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(code),
-        artifacts=artifacts,
-        signature=signature,
-        registered_model_name=registered_model or None,
-        pip_requirements=[
-            f"tensorflow=={tf.__version__}",
-            f"numpy=={np.__version__}",
-            f"pandas=={__import__('pandas').__version__}",
-            f"mlflow=={mlflow.__version__}",
-            *extra,
-        ],
-        **options,
-    )
+    # MLflow prints "Successfully registered model ..." / "Created version ..." to stderr
+    # itself (not through logging); the jobs say which version they registered in their summary.
+    quiet = contextlib.nullcontext() if lakerec.VERBOSE else contextlib.redirect_stderr(io.StringIO())
+    with quiet:
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(code),
+            artifacts=artifacts,
+            signature=signature,
+            registered_model_name=registered_model or None,
+            pip_requirements=[
+                f"tensorflow=={tf.__version__}",
+                f"numpy=={np.__version__}",
+                f"pandas=={__import__('pandas').__version__}",
+                f"mlflow=={mlflow.__version__}",
+                *extra,
+            ],
+            **options,
+        )
 
 
 def load_from_run(run_id: str):
