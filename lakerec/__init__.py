@@ -26,6 +26,9 @@ else:
     # predict methods carry the hint instead.)
     _warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\.|$)")
     _os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # its 0% bars per download
+    # MLflow sets its own logger's level at its import, from this variable: its INFO lines
+    # ("Validating input example against model signature") are for model authors too.
+    _os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 

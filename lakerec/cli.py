@@ -31,7 +31,7 @@ def setup_logging(stage: str) -> logging.Logger:
     for noisy in ("py4j", "azure", "urllib3", "alembic", "mlflow.store", "matplotlib", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not lakerec.VERBOSE:  # TensorFlow's Python-side notices (retracing, deprecated arguments)
-        for noisy in ("tensorflow", "absl", "h5py", "mlflow"):  # mlflow: "Validating input example ..."
+        for noisy in ("tensorflow", "absl", "h5py"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
     return logging.getLogger(f"lakerec.{stage}")
 

@@ -1,10 +1,10 @@
 """A killed ingest or filter never leaves a lake that readers take for whole (lakerec.lake_runs).
 
 Real kills: a job process runs (tests/lake_steps.py) until a chosen Delta commit appears in
-the lake, then the test sends SIGKILL to its process group (Python and the Spark JVM), once in the middle of
-an ingest (between its tables) and once in the middle of a filter. After each kill, the next
-process's jobs refuse to read (exit status 2, one line naming the job to re-run) and `jobs.sql`
-warns; a re-run repairs. (One kill per job: each further commit point is the same mechanism,
+the lake, then the test sends SIGKILL to its process group (Python and the Spark JVM), once
+in the middle of an ingest (between its tables) and once in the middle of a filter. After each
+kill, the next process's jobs refuse to read (exit status 2, one line naming the job to re-run)
+and `jobs.sql` warns; a re-run repairs. (One kill per job: each further commit point is the same mechanism,
 a run record started and never completed, and costs a Spark process of the suite's time.)
 Its own lake: the processes open the lake's catalog, which the test session's Spark holds.
 """
