@@ -75,7 +75,7 @@ class SeenItems:
     """Each user's training items (distinct), indexed like a CSR matrix over sorted user keys.
 
     Attributes:
-        keys: [U] distinct user keys, sorted (user_index in evaluation, user_id in recommend).
+        keys: [U] distinct user keys, sorted (user_index in evaluation, user_id in the served recommender).
         indptr: [U + 1] the items of keys[u] are items[indptr[u]:indptr[u + 1]].
         items: item indices (> 0), sorted within each user.
     """

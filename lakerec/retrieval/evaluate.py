@@ -65,25 +65,24 @@ def run_protocol(run_id: str) -> str | None:
     return None if value in (None, "none") else value
 
 
-def seen_items(train_df, test_df=None, key: str = "user_index"):
-    """The items to leave out of each user's ranking (catalogue_ranks.SeenItems), keyed by `key`.
+def seen_items(train_df, test_df):
+    """The items to leave out of each user's ranking in an evaluation (catalogue_ranks.SeenItems, by user_index).
 
     Args:
         train_df: train_interactions: every distinct (user, item) pair is seen.
-        test_df: test_interactions, for an evaluation: a user's test positives stay in their
-            ranking even if seen (catalogue_ranks' rule); None (recommendations): drop all.
-        key: the user column (user_index; user_id for recommendations).
+        test_df: test_interactions: a user's test positives stay in their ranking even if
+            seen (catalogue_ranks' rule).
     """
     from pyspark.sql import functions as F
 
     from lakerec.retrieval.catalogue_ranks import SeenItems
 
     def pairs(df):  # distinct pairs: at most the table's rows, two integers each, through Arrow
-        out = df.where(F.col("item_index") > 0).select(key, "item_index").distinct().toPandas()
-        return out[key].to_numpy(), out["item_index"].to_numpy()
+        out = df.where(F.col("item_index") > 0).select("user_index", "item_index").distinct().toPandas()
+        return out["user_index"].to_numpy(), out["item_index"].to_numpy()
 
     train_df.sparkSession.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    return SeenItems.from_pairs(*pairs(train_df), kept=None if test_df is None else pairs(test_df))
+    return SeenItems.from_pairs(*pairs(train_df), kept=pairs(test_df))
 
 
 def run(spark, cfg: Config, run_id: str | None = None, *, catalogue=None, tables: dict | None = None,
