@@ -73,9 +73,9 @@ def test_skeleton_line_rules(spark, line, reason):
     got = parse.parse_skeleton(lines_df(spark, [line])).first()
     assert got.reason == reason
     if reason is None:
-        assert got.sample_id is not None and got.features is not None
+        assert got.sample_id is not None and got.feature_list is not None
     else:
-        assert got.sample_id is None and got.features is None and got.raw_line == line
+        assert got.sample_id is None and got.feature_list is None and got.raw_line == line
 
 
 @pytest.mark.parametrize(
@@ -94,15 +94,29 @@ def test_common_line_rules(spark, line, reason):
     assert parse.parse_common(lines_df(spark, [line])).first().reason == reason
 
 
-def test_features_parse_to_typed_triples_in_line_order(spark):
+def test_features_explode_to_typed_triples(spark):
     line = skel(5, 1, 0, "ab12", ("210", "9", "1.0"), ("205", "4000001", "1.0"), ("853", "77", "0.69315"))
-    got = parse.parse_skeleton(lines_df(spark, [line])).select("sample_id", "click", "conversion",
-                                                                "common_feature_index", "features")
+    parsed = parse.parse_skeleton(lines_df(spark, [line]))
+    head = parsed.select("sample_id", "click", "conversion", "common_feature_index", "feature_count").first()
+    assert tuple(head) == (5, 1, 0, "ab12", 3)
+    got = parse.explode_features(parsed, "sample_id")
     expected = spark.createDataFrame(
-        [(5, 1, 0, "ab12", [("210", 9, 1.0), ("205", 4000001, 1.0), ("853", 77, 0.69315)])],
-        f"sample_id bigint, click int, conversion int, common_feature_index string, features array<{parse.FEATURE_TYPE}>",
+        [("train", 5, "210", 9, 1.0), ("train", 5, "205", 4000001, 1.0), ("train", 5, "853", 77, 0.69315)],
+        "split string, sample_id bigint, field string, feature_id bigint, value double",
     )
-    assert_df_equality(got, expected, ignore_nullable=True, ignore_metadata=True)
+    assert_df_equality(got, expected, ignore_nullable=True, ignore_row_order=True)
+
+
+def test_negative_ids_and_exponent_values_parse_in_every_table_shape(spark):
+    """The fast check's number forms reach the typed columns unchanged, named and exploded alike."""
+    line = skel(9, 0, 0, "a1", ("205", "-12", "1e-3"), ("210", "7", ".5"), ("508", "3", "+2.5E2"))
+    parsed = parse.parse_skeleton(lines_df(spark, [line]))
+    assert parsed.first().reason is None
+    exploded = {(r.field, r.feature_id, r.value) for r in parse.explode_features(parsed, "sample_id").collect()}
+    assert exploded == {("205", -12, 0.001), ("210", 7, 0.5), ("508", 3, 250.0)}
+    row = parse.with_named_columns(parsed, "skeleton", "sample_id").first()
+    assert (row.item_id, row.user_item_categories, row.user_item_categories_weight) == (-12, 3, 250.0)
+    assert [(x.id, x.weight) for x in row.item_intention] == [(7, 0.5)] and row.item_brand is None
 
 
 def test_named_columns_keep_every_id_and_weight(spark):
@@ -245,6 +259,8 @@ def test_very_long_lines_parse(spark):
     """Real common lines carry hundreds of features; the line check must not blow the stack."""
     history = [("109_14", str(1000 + i), "0.69315") for i in range(5000)]
     got = parse.parse_common(lines_df(spark, [common("a1", ("101", "11", "1.0"), *history)])).first()
-    assert got.reason is None and len(got.features) == 5001
+    assert got.reason is None and got.feature_count == 5001
+    assert len(parse.to_user_contexts(parse.parse_common(lines_df(spark, [common("a1", *history)]))).first()
+               .user_categories) == 5000
     bad = parse.parse_common(lines_df(spark, [common("a1", *history[:-1], ("109_14", "7", "x"))])).first()
     assert bad.reason == R.NON_NUMERIC_VALUE

@@ -8,6 +8,8 @@ line gets exactly one, specific reason.
 
 from __future__ import annotations
 
+from functools import reduce
+
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -16,7 +18,6 @@ from lakerec.schema.fields import (
     COMMON, COMMON_COLUMNS, FEATURE_SEP, FIELD_SEP, SKELETON, SKELETON_COLUMNS, VALUE_SEP, Field, fields_of,
 )
 
-FEATURE_TYPE = "struct<field: string, feature_id: bigint, value: double>"
 _SHAPE = f"^[^{FIELD_SEP}{VALUE_SEP}]+{FIELD_SEP}[^{FIELD_SEP}{VALUE_SEP}]*{VALUE_SEP}[^{FIELD_SEP}{VALUE_SEP}]*$"
 _UINT = "^[0-9]+$"
 _INT = "^-?[0-9]+$"
@@ -64,21 +65,32 @@ _NUMBER = "[-+]?(?:[0-9]+[.]?[0-9]*|[.][0-9]+)(?:[eE][-+]?[0-9]+)?"
 _ONE = f"[^{FEATURE_SEP}{FIELD_SEP}{VALUE_SEP}]+{FIELD_SEP}-?[0-9]{{1,18}}{VALUE_SEP}{_NUMBER}"
 _FAST_LIST = f"^(?:{_ONE}(?:{FEATURE_SEP}{_ONE})*+)?$"
 
+# Why no typed array<struct> per line: Spark interprets a higher-order function's lambda
+# (`transform(items, f -> struct(...))`) for every element, without code generation, and
+# that lambda over every feature was half of the ingest's CPU (README "Where the ingest time
+# goes"). A parsed frame keeps the validated `feature_list` text instead; each table takes
+# what it needs of it with code-generated string functions (`explode` + `substring_index`
+# for the exploded tables, `array_position` + `get` for a single-valued field). The only
+# lambdas left are cheap ones: the field codes of a line, and a multi-valued field's features.
+
 
 def _items(feature_list: Column) -> Column:
     return F.when(feature_list == "", F.array().cast("array<string>")).otherwise(F.split(feature_list, FEATURE_SEP, -1))
 
 
-def _typed_features(items: Column) -> Column:
-    """`FIELD\x02ID\x03VALUE` strings → array<FEATURE_TYPE> (null id/value where not numeric)."""
-    return F.transform(
-        items,
-        lambda f: F.struct(
-            F.substring_index(f, FIELD_SEP, 1).alias("field"),
-            F.substring_index(F.substring_index(f, FIELD_SEP, -1), VALUE_SEP, 1).cast("bigint").alias("feature_id"),
-            F.substring_index(f, VALUE_SEP, -1).cast("double").alias("value"),
-        ),
-    )
+def _codes(items: Column) -> Column:
+    """Each feature's FIELD text, in line order."""
+    return F.transform(items, lambda f: F.substring_index(f, FIELD_SEP, 1))
+
+
+def _feature_id(feature: Column) -> Column:
+    """`FIELD\x02ID\x03VALUE` → ID as bigint (null where not numeric)."""
+    return F.substring_index(F.substring_index(feature, FIELD_SEP, -1), VALUE_SEP, 1).cast("bigint")
+
+
+def _value(feature: Column) -> Column:
+    """`FIELD\x02ID\x03VALUE` → VALUE as double (null where not numeric)."""
+    return F.substring_index(feature, VALUE_SEP, -1).cast("double")
 
 
 def _slow_feature_reason(items: Column) -> Column:
@@ -86,19 +98,22 @@ def _slow_feature_reason(items: Column) -> Column:
     id_text = lambda f: F.substring_index(F.substring_index(f, FIELD_SEP, -1), VALUE_SEP, 1)  # noqa: E731
     return (
         F.when(F.exists(items, lambda f: ~f.rlike(_SHAPE)), R.FEATURE_WITHOUT_SEPARATORS)
-        .when(F.exists(items, lambda f: ~id_text(f).rlike(_INT) | id_text(f).cast("bigint").isNull()),
-              R.NON_NUMERIC_FEATURE_ID)
-        .when(F.exists(items, lambda f: F.substring_index(f, VALUE_SEP, -1).cast("double").isNull()), R.NON_NUMERIC_VALUE)
+        .when(F.exists(items, lambda f: ~id_text(f).rlike(_INT) | _feature_id(f).isNull()), R.NON_NUMERIC_FEATURE_ID)
+        .when(F.exists(items, lambda f: _value(f).isNull()), R.NON_NUMERIC_VALUE)
     )
 
 
-def _repeats_a_single_field(fields: Column, single_codes: list[str]) -> Column:
+def _repeats_a_single_field(codes: Column, single_codes: list[str]) -> Column:
     """A single-valued field (item_id, ...) occurs more than once in the line's field codes.
 
-    Counted per code with array_remove (no per-feature lambda): size minus size without it.
+    Per code, its first place from the front and from the back (array_position over the
+    codes and their reverse: code-generated, no lambda) are the same feature when it occurs once.
     """
-    counts = [F.size(fields) - F.size(F.array_remove(fields, code)) for code in single_codes]
-    return (F.greatest(*counts) if len(counts) > 1 else counts[0]) > 1 if counts else F.lit(False)
+    backwards = F.reverse(codes)
+    repeated = [(F.array_position(codes, c) > 0)
+                & (F.array_position(codes, c) + F.array_position(backwards, c) != F.size(codes) + 1)
+                for c in single_codes]
+    return reduce(lambda a, b: a | b, repeated, F.lit(False))
 
 
 def _parse(lines: DataFrame, n_columns: int, header_rules: list[tuple[Column, str]], key: Column,
@@ -107,8 +122,7 @@ def _parse(lines: DataFrame, n_columns: int, header_rules: list[tuple[Column, st
     df = lines.withColumn("_c", F.split("raw_line", ",", -1))
     df = df.withColumn("_items", _items(feature_list))
     df = df.withColumn("_fast", feature_list.rlike(_FAST_LIST))
-    # Typed once for every line: the valid ones keep it, and its field codes serve the repeat check.
-    df = df.withColumn("_typed", _typed_features(F.col("_items")))
+    df = df.withColumn("_codes", _codes(F.col("_items")))  # a column: the checks below read it 16 times
     reason = F.when(F.col("raw_line") == "", R.EMPTY_LINE).when(F.size("_c") != n_columns, R.WRONG_COLUMN_COUNT)
     for broken, name in header_rules:
         reason = reason.when(broken, name)
@@ -118,21 +132,26 @@ def _parse(lines: DataFrame, n_columns: int, header_rules: list[tuple[Column, st
         .when(~feature_num.rlike(_UINT) | feature_num.cast("int").isNull(), R.BAD_FEATURE_NUM)
         .when(~F.col("_fast") & slow.isNotNull(), slow)
         .when(F.size("_items") != feature_num.cast("int"), R.FEATURE_NUM_MISMATCH)
-        .when(_repeats_a_single_field(F.col("_typed.field"), single_codes), R.REPEATED_SINGLE_VALUED_FIELD)
+        .when(_repeats_a_single_field(F.col("_codes"), single_codes), R.REPEATED_SINGLE_VALUED_FIELD)
     )
     valid = F.col("reason").isNull()
     return (
         df.withColumn("reason", reason)
         .withColumn("common_feature_index", F.when(valid, key))
-        .withColumn("features", F.when(valid, F.col("_typed")))
+        .withColumn("feature_list", F.when(valid, feature_list))
+        .withColumn("feature_count", F.when(valid, F.size("_items")))
     )
 
 
-def parse_skeleton(lines: DataFrame) -> DataFrame:
-    """Skeleton lines → `sample_id, click, conversion, common_feature_index, features, reason`.
+PARSED = ("common_feature_index", "feature_list", "feature_count", "reason")  # what both parsers add
 
-    Keeps every input column (`path`, `line_number`, `raw_line`, ...). Typed columns are
-    null where the line is invalid; `features` is `array<FEATURE_TYPE>`.
+
+def parse_skeleton(lines: DataFrame) -> DataFrame:
+    """Skeleton lines → `sample_id, click, conversion, common_feature_index, feature_list, feature_count, reason`.
+
+    Keeps every input column (`path`, `raw_line`, ...). Typed columns are null where the line
+    is invalid; `feature_list` is the line's validated feature text (named_columns and
+    explode_features read it) and `feature_count` its number of features.
     """
     c = F.col("_c")
     rules = [
@@ -146,50 +165,51 @@ def parse_skeleton(lines: DataFrame) -> DataFrame:
         df.withColumn("sample_id", F.when(valid, c.getItem(0).cast("bigint")))
         .withColumn("click", F.when(valid, c.getItem(1).cast("int")))
         .withColumn("conversion", F.when(valid, c.getItem(2).cast("int")))
-        .select(*lines.columns, "sample_id", "click", "conversion", "common_feature_index", "features", "reason")
+        .select(*lines.columns, "sample_id", "click", "conversion", *PARSED)
     )
 
 
 def parse_common(lines: DataFrame) -> DataFrame:
-    """Common-features lines → `common_feature_index, features, reason` (see parse_skeleton)."""
+    """Common-features lines → `common_feature_index, feature_list, feature_count, reason` (see parse_skeleton)."""
     c = F.col("_c")
     singles = [f.code for f in fields_of(COMMON) if not f.multi]
     df = _parse(lines, COMMON_COLUMNS, [], c.getItem(0), c.getItem(1), c.getItem(2), singles)
-    return df.select(*lines.columns, "common_feature_index", "features", "reason")
+    return df.select(*lines.columns, *PARSED)
 
 
 def _named(field: Field) -> list[Column]:
-    """The named column(s) of one field, from the parsed `features` array."""
+    """The named column(s) of one field, from the `_items` and `_codes` of a valid line."""
     if field.multi:
-        of_field = F.filter("features", lambda f: f.field == field.code)
-        return [F.transform(of_field, lambda f: F.struct(f.feature_id.alias("id"), f.value.alias("weight"))).alias(field.name)]
-    # A single-valued field occurs at most once in a valid line: find it without a lambda.
-    first = F.get("features", F.array_position(F.col("features.field"), field.code).cast("int") - 1)
-    out = [first.feature_id.alias(field.name)]
+        of_field = F.filter("_items", lambda f: f.startswith(field.code + FIELD_SEP))
+        return [F.transform(of_field, lambda f: F.struct(_feature_id(f).alias("id"), _value(f).alias("weight")))
+                .alias(field.name)]
+    # A single-valued field occurs at most once in a valid line: its place among the codes.
+    feature = F.get("_items", F.array_position("_codes", field.code).cast("int") - 1)
+    out = [_feature_id(feature).alias(field.name)]
     if field.weight_column:
-        out.append(first.value.alias(field.weight_column))
+        out.append(_value(feature).alias(field.weight_column))
     return out
 
 
-def named_columns(file: str) -> list[Column]:
-    """Every field of a file (SKELETON or COMMON) as its named column(s), in field-table order."""
-    return [c for field in fields_of(file) for c in _named(field)]
+def with_named_columns(parsed: DataFrame, file: str, *keep: str) -> DataFrame:
+    """The `keep` columns, then every field of a file (SKELETON or COMMON) as its named column(s), in field-table order."""
+    items = parsed.select(*keep, _items(F.col("feature_list")).alias("_items"))
+    return items.select(*keep, _codes(F.col("_items")).alias("_codes"), "_items").select(
+        *keep, *(c for field in fields_of(file) for c in _named(field))
+    )
 
 
 def to_user_contexts(parsed_common: DataFrame) -> DataFrame:
     """Valid common lines → one row each: key, user_id, user fields, weighted history arrays."""
-    return parsed_common.where(F.col("reason").isNull()).select(
-        "split", "common_feature_index", *named_columns(COMMON)
-    )
+    return with_named_columns(parsed_common.where(F.col("reason").isNull()), COMMON, "split", "common_feature_index")
 
 
 def explode_features(parsed: DataFrame, key: str) -> DataFrame:
-    """Valid lines → one row per feature: `split, <key>, field, feature_id, value`."""
-    return parsed.where(F.col("reason").isNull()).select("split", key, F.inline("features"))
-
-
-def to_quarantine(parsed: DataFrame, file: str) -> DataFrame:
-    """Invalid lines → `split, file, line_number, raw_line, reason`."""
-    return parsed.where(F.col("reason").isNotNull()).select(
-        "split", F.lit(file).alias("file"), "line_number", "raw_line", "reason"
+    """Valid lines → one row per feature: `split, <key>, field, feature_id, value` (code-generated, no lambda)."""
+    features = parsed.where(F.col("reason").isNull()).select(
+        "split", key, F.explode(_items(F.col("feature_list"))).alias("_f")
+    )
+    return features.select(
+        "split", key, F.substring_index("_f", FIELD_SEP, 1).alias("field"),
+        _feature_id(F.col("_f")).alias("feature_id"), _value(F.col("_f")).alias("value"),
     )
