@@ -4,7 +4,7 @@
 
 All three read the same generated train split (both files; generated once per size into
 bench/out and reused). Each runs in its own process; the parent samples the whole process
-tree's resident memory (the Spark JVM included) every 100 ms. Spark's session start is timed
+tree's resident memory (PSS, the Spark JVM included) every 100 ms. Spark's session start is timed
 apart from the ingest itself (its fixed jobs and commits are in). Prints impressions per
 second, the ratios to the baseline and to DuckDB, how the rate holds up from one size to the
 next (linear cost: the same rate), and whether peak memory grows with the input.
@@ -86,25 +86,42 @@ def run_duckdb(raw: Path, work: Path) -> dict:
     return {"seconds": seconds, "impressions": n, "rows_out": rows, "lossless": "ids+weights, no validation"}
 
 
+def resident(proc: psutil.Process) -> int:
+    """A process's share of resident memory (PSS): the JVM forks a child for each helper command
+    it runs (Hadoop's local file system), and for a moment that child maps all the JVM's pages;
+    summing plain RSS counted the JVM twice whenever a sample caught one."""
+    try:
+        with open(f"/proc/{proc.pid}/smaps_rollup") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+    except (OSError, StopIteration):
+        return proc.memory_info().rss  # not Linux
+
+
 def measure(method: str, raw: Path, work: Path) -> dict:
-    """Run one method in a child process; sample the tree's peak RSS."""
+    """Run one method in a child process; sample the tree's peak resident memory (PSS), and what held it."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     result_file = work / "result.json"
     proc = psutil.Popen([sys.executable, __file__, "--worker", method, "--raw", str(raw), "--work", str(work)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
+    peak, parts = 0, {}
     while proc.poll() is None:
         try:
             procs = [proc] + proc.children(recursive=True)
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            now = {p.pid: (p.name(), resident(p)) for p in procs if p.is_running()}
         except psutil.Error:
-            pass
+            continue
+        total = sum(rss for _, rss in now.values())
+        if total > peak:
+            peak, parts = total, {}
+            for name, rss in now.values():
+                parts[name] = parts.get(name, 0) + rss
         time.sleep(0.1)
     if proc.returncode != 0:
         raise SystemExit(f"{method} failed:\n{proc.stderr.read().decode()[-3000:]}")
     result = json.loads(result_file.read_text())
     result["peak_rss_mb"] = peak / 2**20
+    result["peak_parts"] = " + ".join(f"{name} {rss / 2**20:,.0f}" for name, rss in sorted(parts.items(), key=lambda kv: -kv[1]))
     return result
 
 
@@ -144,7 +161,7 @@ def main() -> None:
             r = results[(m, size)] = measure(m, raw, OUT / f"work_{m}")
             extra = f" (+{r['startup_s']:.1f}s Spark start)" if "startup_s" in r else ""
             print(f"{m:<9} {r['seconds']:8.1f}s{extra}  {r['impressions'] / r['seconds']:>10,.0f} impressions/s  "
-                  f"peak RSS {r['peak_rss_mb']:>7,.0f} MiB  rows out {r['rows_out']:>11,}  lossless: {r['lossless']}",
+                  f"peak memory {r['peak_rss_mb']:>7,.0f} MiB ({r['peak_parts']})  rows out {r['rows_out']:>11,}  lossless: {r['lossless']}",
                   flush=True)
         for ref in ("baseline", "duckdb"):
             if ref in methods and "lakerec" in methods:
@@ -156,7 +173,7 @@ def main() -> None:
         for m in methods:
             a, b = results[(m, small)], results[(m, large)]
             rate = (b["impressions"] / b["seconds"]) / (a["impressions"] / a["seconds"])
-            print(f"{m:<9} rate {rate:.2f}x, peak RSS {a['peak_rss_mb']:,.0f} MiB -> {b['peak_rss_mb']:,.0f} MiB "
+            print(f"{m:<9} rate {rate:.2f}x, peak memory {a['peak_rss_mb']:,.0f} MiB -> {b['peak_rss_mb']:,.0f} MiB "
                   f"({b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x)")
 
 

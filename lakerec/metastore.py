@@ -138,10 +138,14 @@ def _spawn(lake: Path, port: int) -> int:
     ]
     # The shell starts the JVM in the background and exits: the JVM is nobody's child, so it
     # survives this process and leaves no zombie behind it. A watchdog beside it ends the
-    # server once the lake folder is gone (`rm -r lake`), so no server outlives its files.
+    # server once the lake folder is gone (`rm -r lake`), so no server outlives its files: gone
+    # means no longer the same folder (its inode), since a script that deletes a lake often makes
+    # a new one at the same path at once (bench/ingest.py did, and each run left a server behind).
     # (The watchdog is a shell of its own, so that its command line does not repeat the server's.)
-    watchdog = ('while kill -0 "$LAKEREC_METASTORE_PID" 2>/dev/null && [ -d "$LAKEREC_METASTORE_LAKE" ]; '
-                'do sleep 5; done; kill "$LAKEREC_METASTORE_PID" 2>/dev/null')
+    inode = 'set -- $(ls -di "$LAKEREC_METASTORE_LAKE" 2>/dev/null)'
+    watchdog = (f'{inode}; ino=$1; while kill -0 "$LAKEREC_METASTORE_PID" 2>/dev/null; do '
+                f'{inode}; [ -n "$ino" ] && [ "$1" = "$ino" ] || break; sleep 5; done; '
+                'kill "$LAKEREC_METASTORE_PID" 2>/dev/null')
     script = (
         '"$@" >>"$LAKEREC_METASTORE_LOG" 2>&1 </dev/null & pid=$!; echo $pid; '
         f"LAKEREC_METASTORE_PID=$pid /bin/sh -c '{watchdog}' >/dev/null 2>&1 </dev/null &"

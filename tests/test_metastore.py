@@ -78,3 +78,12 @@ def test_the_server_ends_when_its_lake_folder_is_deleted(tmp_path):
     server = metastore.ensure(lake)
     shutil.rmtree(lake)
     _wait_gone(server.pid, timeout=30)  # the watchdog looks every 5 s
+
+    # Deleted and made again at the same path (a script starting over): the old server's files
+    # are gone, so it ends too, and the new lake gets a server of its own.
+    server = metastore.ensure(lake)
+    shutil.rmtree(lake)
+    lake.mkdir()
+    _wait_gone(server.pid, timeout=30)
+    assert metastore.ensure(lake).pid != server.pid
+    metastore.stop(lake)
