@@ -4,7 +4,7 @@
 
 All three read the same generated train split (both files; generated once per size into
 bench/out and reused). Each runs in its own process; the parent samples the whole process
-tree's resident memory (PSS, the Spark JVM included) every 100 ms. Spark's session start is timed
+tree's resident memory (PSS, the Spark JVM included) every second. Spark's session start is timed
 apart from the ingest itself (its fixed jobs and commits are in). Prints impressions per
 second, the ratios to the baseline and to DuckDB, how the rate holds up from one size to the
 next (linear cost: the same rate), and whether peak memory grows with the input.
@@ -116,7 +116,7 @@ def measure(method: str, raw: Path, work: Path) -> dict:
             peak, parts = total, {}
             for name, rss in now.values():
                 parts[name] = parts.get(name, 0) + rss
-        time.sleep(0.1)
+        time.sleep(1.0)  # reading PSS walks the JVM's page tables under its memory lock: not too often
     if proc.returncode != 0:
         raise SystemExit(f"{method} failed:\n{proc.stderr.read().decode()[-3000:]}")
     result = json.loads(result_file.read_text())
