@@ -67,11 +67,12 @@ _FAST_LIST = f"^(?:{_ONE}(?:{FEATURE_SEP}{_ONE})*+)?$"
 
 # Why no typed array<struct> per line: Spark interprets a higher-order function's lambda
 # (`transform(items, f -> struct(...))`) for every element, without code generation, and
-# that lambda over every feature was half of the ingest's CPU (README "Where the ingest time
-# goes"). A parsed frame keeps the validated `feature_list` text instead; each table takes
-# what it needs of it with code-generated string functions (`explode` + `substring_index`
-# for the exploded tables, `array_position` + `get` for a single-valued field). The only
-# lambdas left are cheap ones: the field codes of a line, and a multi-valued field's features.
+# that lambda over every feature was the ingest's largest single cost (README "Where the
+# ingest time goes"). A parsed frame keeps the validated `feature_list` text instead; each
+# table takes what it needs of it with code-generated string functions (`explode` +
+# `substring_index` for the exploded tables, `array_position` + `get` for a single-valued
+# field). The only lambdas left are cheap ones: the field codes of a line, and a
+# multi-valued field's features.
 
 
 def _items(feature_list: Column) -> Column:
@@ -150,7 +151,7 @@ def parse_skeleton(lines: DataFrame) -> DataFrame:
     """Skeleton lines → `sample_id, click, conversion, common_feature_index, feature_list, feature_count, reason`.
 
     Keeps every input column (`path`, `raw_line`, ...). Typed columns are null where the line
-    is invalid; `feature_list` is the line's validated feature text (named_columns and
+    is invalid; `feature_list` is the line's validated feature text (with_named_columns and
     explode_features read it) and `feature_count` its number of features.
     """
     c = F.col("_c")
