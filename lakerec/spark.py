@@ -135,6 +135,8 @@ def get_spark(cfg: Config):
     sc = cfg.spark
     if sc.master is None:  # managed platform: its session, catalog and Delta are already set up
         spark = SparkSession.builder.getOrCreate()
+        if spark.sparkContext.getCheckpointDir() is None:  # ALS cuts its lineage there (lakerec.retrieval.als)
+            spark.sparkContext.setCheckpointDir(f"{cfg.lake.rstrip('/')}/{scratch.SCRATCH}/spark_checkpoints")
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
         return spark
 
@@ -214,6 +216,8 @@ def get_spark(cfg: Config):
     except Exception as e:  # the JVM failed to start: say why in one line
         raise SetupError(f"Spark could not start: {str(e).splitlines()[0]}") from None
     spark.sparkContext.setLogLevel("WARN")
+    # Where iterative algorithms cut their lineage (ALS, lakerec.retrieval.als): scratch, swept with the process.
+    spark.sparkContext.setCheckpointDir(str(local_dir / "spark_checkpoints"))
     with metastore.locked(lake) if server is not None else contextlib.nullcontext():
         if server is not None:
             try:
