@@ -367,8 +367,11 @@ def test_no_positive_among_the_kept_rows_is_an_error(spark, lake_run):
     cfg, first, second, _ = lake_run
     # N=3 keeps item 100 only; M=2 then keeps user 10's rows 1 and 2, neither a conversion
     conf = with_filter(cfg, min_item_count=3, min_user_count=2, label="conversion")
+    spark.catalog.clearCache()
     with pytest.raises(filtering.EmptyFilterError, match="no kept train row has conversion = 1"):
         filtering.run(spark, conf)
+    # Its vocabulary was cached (filtering.CACHED) before the error, and dropping its views uncached it.
+    assert spark._jsparkSession.sharedState().cacheManager().isEmpty()
     assert table_version(spark, cfg.table("train_interactions")) == second.output_versions["train_interactions"]
 
 
