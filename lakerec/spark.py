@@ -159,6 +159,7 @@ def get_spark(cfg: Config):
     local_dir = scratch.process_dir(lake)
     jar_paths = jars.delta_jars()
     server = metastore.ensure(lake) if sc.local_metastore else None
+    cores = max(2, os.cpu_count() or 2)
     builder = (
         SparkSession.builder.master(sc.master)
         .appName(sc.app_name)
@@ -170,11 +171,11 @@ def get_spark(cfg: Config):
         # sorting the task's rows by partition first (the exploded tables: one partition per
         # field, ~13 per task); past this many it falls back to the sort.
         .config("spark.sql.maxConcurrentOutputFileWriters", "32")
-        .config("spark.default.parallelism", str(max(2, os.cpu_count() or 2)))
+        .config("spark.default.parallelism", str(cores))
         # A large file is read in at least four blocks per core (each at most 128 MB, and no
         # smaller than 4 MB): a 4M-impression ingest read its 856 MB skeleton file as 7 blocks
         # on 2 cores, so one core idled through every last wave; as 8 it ran 1.08x faster.
-        .config("spark.sql.files.minPartitionNum", str(4 * max(2, os.cpu_count() or 2)))
+        .config("spark.sql.files.minPartitionNum", str(4 * cores))
         .config("spark.driver.memory", sc.driver_memory)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "true")
