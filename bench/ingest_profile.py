@@ -5,7 +5,7 @@
 Runs one ingest of the generated train split (the same files as bench/ingest.py) and then
 the filter, with Spark's event log on, then reads the log: for each step the jobs are named
 by (`lakerec.spark.named_jobs`: "ingest: parse and count skeleton", "ingest: write
-skeleton_features", "filter/03_vocabularies.sql: item_vocab", ...), the jobs it ran, their
+samples", "filter/03_vocabularies.sql: item_vocab", ...), the jobs it ran, their
 wall time, and the executors' CPU time (the JVM's own per-task measure, all cores summed)
 and task time (CPU plus waiting: I/O, garbage collection, a busy machine). What the jobs
 do not cover is driver time: query planning, Delta commits, metastore calls.

@@ -1,15 +1,17 @@
 """Ingest raw Ali-CCP files into Delta tables, losslessly, accounting for every line.
 
-The common-features files first (user_contexts, common_features), then the skeletons
-(samples, skeleton_features), whose keys are checked against the valid common lines;
-rejected lines of both go to quarantine with a reason. Everything is parsed, checked and
-counted before anything is written: lines read = rows written + rows quarantined for every
-file, and input that looks wrong (empty, mostly quarantined, far fewer rows than the split
-holds) is refused with nothing replaced. Then every table is overwritten for the ingested
-splits only (Delta replaceWhere), so a re-run replaces instead of duplicating, each Delta
-commit is checked against the rows the data holds, and `ingest_report` is written. The
-writes are one recorded run (lakerec.lake_runs): a run killed between two commits is seen
-by every reader, which stops instead of mixing two runs' tables.
+The common-features files first (user_contexts), then the skeletons (samples), whose keys
+are checked against the valid common lines; rejected lines of both go to quarantine with a
+reason. samples and user_contexts hold every feature of a line once, and the exploded views
+(skeleton_features, common_features) read them back, so the explode is never stored.
+Everything is parsed, checked and counted before anything is written: lines read = rows
+written + rows quarantined for every file, and input that looks wrong (empty, mostly
+quarantined, far fewer rows than the split holds) is refused with nothing replaced. Then
+every table is overwritten for the ingested splits only (Delta replaceWhere), so a re-run
+replaces instead of duplicating; each Delta commit is checked against the rows the data
+holds, and the features the written rows hold against the features parsed; `ingest_report`
+is written. The writes are one recorded run (lakerec.lake_runs): a run killed between two
+commits is seen by every reader, which stops instead of mixing two runs' tables.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from lakerec.aliccp import parse
@@ -298,24 +300,46 @@ def step(spark: SparkSession, what: str):
     return named_jobs(spark, f"ingest: {what}")
 
 
-def _write_checked(df: DataFrame, cfg: Config, table: T.Table, where: str, expected: int) -> None:
-    """Write (partitioned as the registry says), then check the rows Delta committed against what the data holds."""
-    name = cfg.table(table.name)
-    with step(df.sparkSession, f"write {table.name}"):
-        write_table(df, name, table.partitioned_by, where)
+@dataclass(frozen=True)
+class Write:
+    """One table write and what it must hold: `rows` rows, and `features` features as counted by `held` (if given)."""
+    df: DataFrame
+    table: T.Table
+    rows: int
+    held: Column | None = None
+    features: int = 0
+
+
+def _write_checked(w: Write, cfg: Config, where: str) -> None:
+    """Write (partitioned as the registry says), then check the rows Delta committed against what the data holds.
+
+    With `held`, the features the written rows hold are summed while they are written (a
+    Spark observation, no second pass) and checked against the features parsed: a feature
+    the named columns dropped would fail the run instead of vanishing from the views.
+    """
+    name = cfg.table(w.table.name)
+    df, observed = w.df, None
+    if w.held is not None:
+        observed = Observation(f"features_held_{w.table.name}")
+        df = df.observe(observed, F.sum(w.held).alias("features"))
+    with step(df.sparkSession, f"write {w.table.name}"):
+        write_table(df, name, w.table.partitioned_by, where)
         written = rows_written_by_last_commit(df.sparkSession, name)
-    if written != expected:
-        raise ReconcileError(f"{name}: Delta committed {written} rows, expected {expected}")
+    if written != w.rows:
+        raise ReconcileError(f"{name}: Delta committed {written} rows, expected {w.rows}")
+    if observed is not None and (observed.get["features"] or 0) != w.features:
+        raise ReconcileError(f"{name}: the rows written hold {observed.get['features'] or 0} features, "
+                             f"parsed {w.features}")
 
 
-def _write_all(cfg: Config, where: str, writes: list[tuple[DataFrame, T.Table, int]]) -> None:
-    """_write_checked for each (frame, table, expected rows), one after the other.
+def _write_all(cfg: Config, where: str, writes: list[Write]) -> None:
+    """_write_checked for each write, one after the other.
 
     Measured: the same writes from five threads at once took as long (1M impressions, 2
     cores): the executors' cores, not the driver's commits, bound them.
     """
-    for df, table, expected in writes:
-        _write_checked(df, cfg, table, where, expected)
+    for w in writes:
+        _write_checked(w, cfg, where)
 
 
 def refusals(reports: list[FileReport], held: dict[str, int], cfg: Config) -> list[str]:
@@ -357,8 +381,8 @@ def rows_held(spark: SparkSession, cfg: Config, splits: tuple[str, ...]) -> dict
 def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[str, ...] = SPLITS) -> list[FileReport]:
     """Ingest the given splits of the raw files in `raw` (default: cfg.raw) into cfg.database.
 
-    Both kinds of file are parsed and checked first: the common files (user_contexts,
-    common_features), then the skeletons, whose keys are checked against the valid common
+    Both kinds of file are parsed and checked first: the common files (user_contexts), then
+    the skeletons (samples), whose keys are checked against the valid common
     lines. Only when the input passes the checks (not empty, not mostly quarantined, not far
     fewer rows than the split holds; `ingest.force` skips them) are the tables replaced, as one
     recorded run (lakerec.lake_runs): a reader never takes a half-replaced lake for a whole one.
@@ -436,17 +460,15 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
             spark, skeleton, SKELETON, bases, read_tagged(spark, paths[SKELETON], splits) if skeleton_repeats else None
         ))
         _write_all(cfg, where, [
-            (parse.explode_features(skeleton, "sample_id"), T.SKELETON_FEATURES, skeleton_counts.features),
-            (to_samples(skeleton, user_fields), T.SAMPLES, skeleton_counts.valid),
-            (parse.explode_features(common, "common_feature_index"), T.COMMON_FEATURES, common_counts.features),
-            (parse.to_user_contexts(common), T.USER_CONTEXTS, common_counts.valid),
-            (quarantine, T.QUARANTINE, common_counts.rejected + skeleton_counts.rejected),
+            Write(to_samples(skeleton, user_fields), T.SAMPLES, skeleton_counts.valid,
+                  parse.features_held(SKELETON), skeleton_counts.features),
+            Write(parse.to_user_contexts(common), T.USER_CONTEXTS, common_counts.valid,
+                  parse.features_held(COMMON), common_counts.features),
+            Write(quarantine, T.QUARANTINE, common_counts.rejected + skeleton_counts.rejected),
         ])
         common.unpersist()
         skeleton.unpersist()
-        with step(spark, "samples_wide view"):
-            for _ in run_statements(spark, sql_file("ingest/samples_wide.sql"), cfg):
-                pass
+        create_views(spark, cfg)
         write_seconds = (time.monotonic() - t0) / 2  # the writes, shared between the two kinds of file
         for r in reports:
             r.duration_s += write_seconds
@@ -462,6 +484,14 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
         with step(spark, "write ingest_report"):
             write_table(report_df, cfg.table(T.INGEST_REPORT.name), T.INGEST_REPORT.partitioned_by, where)
     return reports
+
+
+def create_views(spark: SparkSession, cfg: Config) -> None:
+    """(Re-)create the ingest's views (lakerec/sql/ingest/<view>.sql) over its tables."""
+    for view in (t for t in T.written_by(T.INGEST) if t.view):
+        with step(spark, f"{view.name} view"):
+            for _ in run_statements(spark, sql_file(f"ingest/{view.name}.sql"), cfg):
+                pass
 
 
 def summary(reports: list[FileReport]) -> str:

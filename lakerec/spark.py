@@ -167,10 +167,6 @@ def get_spark(cfg: Config):
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.sql.shuffle.partitions", str(sc.shuffle_partitions))
-        # A partitioned write keeps one open file per partition value a task meets, instead of
-        # sorting the task's rows by partition first (the exploded tables: one partition per
-        # field, ~13 per task); past this many it falls back to the sort.
-        .config("spark.sql.maxConcurrentOutputFileWriters", "32")
         .config("spark.default.parallelism", str(cores))
         # A large file is read in at least four blocks per core (each at most 128 MB, and no
         # smaller than 4 MB): a 4M-impression ingest read its 856 MB skeleton file as 7 blocks

@@ -49,6 +49,17 @@ for the Ali-CCP fields of today:
                          user_categories_ids[0] = 0), ...` (impressions/03)
     user_multi_fields    `user_categories, user_shops, user_brands, user_intentions`: the history
                          columns of user_contexts (ingest/samples_wide.sql, impressions/03)
+    skeleton_feature_rows  one SELECT per skeleton field, joined by UNION ALL: its features in
+                         samples as `split, sample_id, field, feature_id, value` rows, a single-valued
+                         field's from its column (VALUE 1.0, or its `_weight` column), a multi-valued
+                         one's from its array: `SELECT split, sample_id, '205' AS field, item_id AS
+                         feature_id, 1.0D AS value FROM ${database}.samples WHERE item_id IS NOT NULL
+                         AND NOT array_contains(other_features.field, '205') UNION ALL ... SELECT split,
+                         sample_id, '210' AS field, f.id, f.weight FROM ${database}.samples LATERAL VIEW
+                         inline(item_intention) f ...` (ingest/skeleton_features.sql). One SELECT per
+                         field, so a query of one field reads that field's column only.
+    common_feature_rows  the same for the common fields over user_contexts, keyed by
+                         common_feature_index (ingest/common_features.sql)
 
 The lists name columns without a table alias; the queries that use them select from one
 relation that holds those columns, so no name is ambiguous. Their values may use
@@ -68,6 +79,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from lakerec.config import Config
 from lakerec.errors import LakeRecError
 from lakerec.schema import fields as F
+from lakerec.schema import tables as T
 from lakerec.spark import named_jobs
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -125,6 +137,24 @@ def _rank_column(f: F.Field) -> str:
     return f.index_column
 
 
+def _feature_rows(file: str, table: str, key: str) -> str:
+    """One SELECT per field of a raw file: its features in `table` as exploded rows (skeleton_feature_rows)."""
+    head = f"SELECT split, {key}, '{{code}}' AS field, "
+    selects = []
+    for f in F.fields_of(file):
+        if f.multi:
+            selects.append(head.format(code=f.code) + "x.id AS feature_id, x.weight AS value "
+                           f"FROM ${{database}}.{table} LATERAL VIEW inline({f.sql_column}) x")
+            continue
+        value = f.weight_column or "1.0D"
+        where = f"{f.sql_column} IS NOT NULL"
+        if not f.weighted:  # a VALUE other than 1.0 is in other_features, with the id: taken from there
+            where += f" AND NOT array_contains({T.OTHER_FEATURES}.field, '{f.code}')"
+        selects.append(head.format(code=f.code) + f"{f.sql_column} AS feature_id, {value} AS value "
+                       f"FROM ${{database}}.{table} WHERE {where}")
+    return "\nUNION ALL\n".join(selects)
+
+
 @lru_cache(maxsize=1)
 def schema_placeholders() -> dict[str, str]:
     """The registry's column lists, by placeholder name (documented in the module docstring)."""
@@ -148,6 +178,8 @@ def schema_placeholders() -> dict[str, str]:
         "rank_columns": _SEP.join(_rank_column(f) for f in F.rank_features()),
         "oov_counts": _SEP.join(_oov_count(f) for f in mapped),
         "user_multi_fields": ", ".join(f.sql_column for f in F.select(file=F.COMMON, multi=True)),
+        "skeleton_feature_rows": _feature_rows(F.SKELETON, T.SAMPLES.name, "sample_id"),
+        "common_feature_rows": _feature_rows(F.COMMON, T.USER_CONTEXTS.name, "common_feature_index"),
     }
 
 

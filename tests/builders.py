@@ -31,9 +31,11 @@ from lakerec.schema.fields import COMMON, select
 from lakerec.tables import write_table
 
 WEIGHTED_IDS = ArrayType(StructType([StructField("id", LongType()), StructField("weight", DoubleType())]))
+OTHER_FEATURES = ArrayType(StructType([StructField("field", StringType()), StructField("id", LongType()),
+                                       StructField("weight", DoubleType())]))
 _TYPES: dict[str, DataType] = {
     "string": StringType(), "bigint": LongType(), "int": IntegerType(), "double": DoubleType(),
-    "float": FloatType(), "boolean": BooleanType(), T.WEIGHTED_IDS: WEIGHTED_IDS,
+    "float": FloatType(), "boolean": BooleanType(), T.WEIGHTED_IDS: WEIGHTED_IDS, T.OTHER_FEATURES_TYPE: OTHER_FEATURES,
 }
 
 USER_SINGLE = tuple(f.name for f in select(file=COMMON, multi=False))  # user_id, user_profile, ...
@@ -69,7 +71,8 @@ def _row(schema: StructType, values: Mapping[str, Any], what: str) -> tuple:
     if unknown:
         raise ValueError(f"{what}: unknown column(s) {unknown}; columns are {names}")
     return tuple(
-        _weighted(values.get(n)) if n in _ARRAYS else values.get(n)
+        [tuple(x) for x in values.get(n) or ()] if n == T.OTHER_FEATURES  # (field, id, weight) triples
+        else _weighted(values.get(n)) if n in _ARRAYS else values.get(n)
         for n in names
     )
 

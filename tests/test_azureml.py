@@ -289,8 +289,14 @@ def test_entry_runs_ingest_and_another_session_finds_its_tables(tmp_path, spark)
     db = f"attach_{os.getpid()}"
     location = run.database_location(str(lake), "aliccp")
     found = run.attach_tables(spark, db, location)
-    assert {"samples", "quarantine", "skeleton_features", "common_features", "user_contexts"} <= set(found)
+    assert {"samples", "quarantine", "user_contexts"} <= set(found)
     assert "train_interactions" not in found  # filter has not run: nothing to attach
     assert spark.table(f"{db}.samples").count() == 3
     assert spark.table(f"{db}.quarantine").count() == 1
     assert run.attach_tables(spark, db, location) == found  # idempotent
+    # The views live in the catalog, not the lake: attach_lake creates them again over the tables.
+    viewed = f"{db}_views"  # a database name of its own for this session, over the same table folders
+    (lake / "warehouse" / f"{viewed}.db").symlink_to(lake / "warehouse" / "aliccp.db")
+    cfg = load_config(None, {"lake": str(lake), "database": viewed})
+    assert {"skeleton_features", "common_features", "samples_wide"} <= set(run.attach_lake(spark, cfg))
+    assert spark.table(f"{viewed}.skeleton_features").count() == 3 and spark.table(f"{viewed}.common_features").count() == 1

@@ -75,9 +75,9 @@ def test_kills_in_ingest_and_filter_stop_readers_until_a_rerun_repairs(tmp_path,
     a, b = raws
     lake = tmp_path / "lake with space"  # and the lake's path holds a space: quoted everywhere
 
-    # 1. A complete ingest and filter of A, then B's ingest killed after common_features (samples and
-    #    skeleton_features are B's already, user_contexts still A's).
-    status, _, _ = steps(lake, f"ingest:{a}", "filter:2", f"ingest:{b}", kill_at=commit(lake, "common_features", 1))
+    # 1. A complete ingest and filter of A, then B's ingest killed after samples (B's already,
+    #    user_contexts still A's).
+    status, _, _ = steps(lake, f"ingest:{a}", "filter:2", f"ingest:{b}", kill_at=commit(lake, "samples", 1))
     assert status == {"ingest": [0], "filter": [0]}
 
     # 2. The next job refuses to read the mixed lake, a query warns; a re-run of the ingest repairs

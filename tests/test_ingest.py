@@ -3,6 +3,8 @@ idempotent re-runs, CRLF input. Real local Spark and Delta; tiny lines written i
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from chispa import assert_df_equality
 
@@ -94,29 +96,35 @@ def test_common_line_rules(spark, line, reason):
     assert parse.parse_common(lines_df(spark, [line])).first().reason == reason
 
 
-def test_features_explode_to_typed_triples(spark):
-    line = skel(5, 1, 0, "ab12", ("210", "9", "1.0"), ("205", "4000001", "1.0"), ("853", "77", "0.69315"))
+def test_named_columns_and_other_features_hold_every_feature_once(spark):
+    """Every feature lands in exactly one place: its field's column, or other_features when no column
+    holds it exactly (an unknown field; a plain field whose VALUE is not 1.0 keeps its id in the column)."""
+    line = skel(5, 1, 0, "ab12", ("210", "9", "1.0"), ("205", "4000001", "1.0"), ("853", "77", "0.69315"),
+                ("999", "5", "1.0"), ("206", "33", "2.0"), ("207", "8", "1"))
     parsed = parse.parse_skeleton(lines_df(spark, [line]))
     head = parsed.select("sample_id", "click", "conversion", "common_feature_index", "feature_count").first()
-    assert tuple(head) == (5, 1, 0, "ab12", 3)
-    got = parse.explode_features(parsed, "sample_id")
-    expected = spark.createDataFrame(
-        [("train", 5, "210", 9, 1.0), ("train", 5, "205", 4000001, 1.0), ("train", 5, "853", 77, 0.69315)],
-        "split string, sample_id bigint, field string, feature_id bigint, value double",
-    )
-    assert_df_equality(got, expected, ignore_nullable=True, ignore_row_order=True)
+    assert tuple(head) == (5, 1, 0, "ab12", 6)
+    named = parse.with_named_columns(parsed, "skeleton", "sample_id")
+    row = named.select("*", parse.features_held("skeleton").alias("held")).first()
+    assert (row.item_id, row.item_category, row.item_shop, row.item_brand) == (4000001, 33, 8, None)
+    assert [(x.id, x.weight) for x in row.item_intention] == [(9, 1.0)]
+    assert [(x.id, x.weight) for x in row.user_item_intentions] == [(77, 0.69315)]
+    assert [tuple(x) for x in row.other_features] == [("999", 5, 1.0), ("206", 33, 2.0)]
+    assert row.held == 6  # what the exploded view gives: item_category once, from other_features
+    plain = parse.with_named_columns(parse.parse_skeleton(lines_df(spark, [skel(6, 0, 0, "ab12", ("205", "1", "1.0"))])),
+                                     "skeleton", "sample_id").first()
+    assert plain.other_features == []  # empty, not null: the views' array_contains needs a value
 
 
 def test_negative_ids_and_exponent_values_parse_in_every_table_shape(spark):
-    """The fast check's number forms reach the typed columns unchanged, named and exploded alike."""
+    """The fast check's number forms reach the typed columns unchanged."""
     line = skel(9, 0, 0, "a1", ("205", "-12", "1e-3"), ("210", "7", ".5"), ("508", "3", "+2.5E2"))
     parsed = parse.parse_skeleton(lines_df(spark, [line]))
     assert parsed.first().reason is None
-    exploded = {(r.field, r.feature_id, r.value) for r in parse.explode_features(parsed, "sample_id").collect()}
-    assert exploded == {("205", -12, 0.001), ("210", 7, 0.5), ("508", 3, 250.0)}
     row = parse.with_named_columns(parsed, "skeleton", "sample_id").first()
     assert (row.item_id, row.user_item_categories, row.user_item_categories_weight) == (-12, 3, 250.0)
     assert [(x.id, x.weight) for x in row.item_intention] == [(7, 0.5)] and row.item_brand is None
+    assert [tuple(x) for x in row.other_features] == [("205", -12, 0.001)]  # item_id's VALUE is not 1.0
 
 
 def test_named_columns_keep_every_id_and_weight(spark):
@@ -191,6 +199,49 @@ def test_ingest_writes_lossless_tables_and_reconciles(spark, cfg, tmp_path):
     assert [(x.id, x.weight) for x in wide.user_categories] == [(301, 0.69315), (302, 1.09861)]
     report = spark.table(cfg.table("ingest_report")).collect()
     assert all(r.lines_read == r.rows_written + r.rows_quarantined for r in report) and len(report) == 2
+
+
+def triples(line: str, key_column: int) -> set[tuple]:
+    """A raw line's features as (key, field, id, value), read in Python."""
+    cols = line.split(",")
+    out = set()
+    for feature in cols[-1].split(S):
+        field, rest = feature.split(F)
+        fid, value = rest.split(V)
+        out.add((cols[key_column], field, int(fid), float(value)))
+    return out
+
+
+def test_exploded_views_give_back_every_feature_of_the_raw_lines(spark, cfg, tmp_path):
+    """skeleton_features and common_features are views over samples and user_contexts: they return
+    exactly the raw lines' features, unknown fields and plain fields with a VALUE other than 1.0 too,
+    and a query of one field reads only that field's column."""
+    commons = [
+        common("a1", ("101", "11", "1.0"), ("124", "3", "0.5"), ("109_14", "301", "0.69315"), ("777", "1", "2.0")),
+        common("b2", ("101", "12", "1.0"), ("109_14", "301", "0.69315"), ("109_14", "301", "1.5")),
+    ]
+    skeletons = [
+        skel(1, 0, 0, "a1", ("205", "4000001", "1.0"), ("206", "7", "3.0"), ("210", "501", "1.0"), ("210", "501", "0.5")),
+        skel(2, 1, 0, "b2", ("205", "4000002", "1.0"), ("508", "601", "0.69315"), ("999", "42", "1.0"), ("999", "43", "-1")),
+        skel(3, 1, 0, "b2", ("205", "4000003", "1.0")),
+    ]
+    write_raw(tmp_path / "raw", "train", commons, skeletons)
+    reports = {r.file: r for r in ingest.run(spark, cfg, str(tmp_path / "raw"), ("train",))}
+    for view, lines, key, file in (("skeleton_features", skeletons, 0, "skeleton"),
+                                   ("common_features", commons, 0, "common")):
+        rows = spark.table(cfg.table(view)).collect()
+        expected = set().union(*(triples(line, key) for line in lines))
+        assert {(str(r[1]), r.field, r.feature_id, r.value) for r in rows} == expected
+        assert len(rows) == reports[file].features_written == sum(len(ln.split(S)) for ln in lines)
+    samples = {r.sample_id: r for r in spark.table(cfg.table("samples")).collect()}
+    assert samples[1].item_category == 7 and [tuple(x) for x in samples[1].other_features] == [("206", 7, 3.0)]
+    assert [tuple(x) for x in samples[2].other_features] == [("999", 42, 1.0), ("999", 43, -1.0)]
+    one_field = spark.table(cfg.table("skeleton_features")).where("field = '206'")
+    assert {(r.sample_id, r.feature_id, r.value) for r in one_field.collect()} == {(1, 7, 3.0)}
+    read = " ".join(re.findall(r"ReadSchema: (\S+)", one_field._jdf.queryExecution().executedPlan().toString()))
+    others = [c for c in spark.table(cfg.table("samples")).columns if c not in ("split", "sample_id", "item_category",
+                                                                                "other_features")]
+    assert "item_category:" in read and not [c for c in others if re.search(rf"[<,]{c}:", read)], read
 
 
 def test_rerun_is_idempotent_and_crlf_gives_the_same_tables(spark, cfg, tmp_path):

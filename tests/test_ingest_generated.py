@@ -10,6 +10,7 @@ import pytest
 
 from lakerec import ingest
 from lakerec.aliccp.generator import generate
+from lakerec.schema import tables as T
 from lakerec.schema.fields import raw_file_name
 from lakerec.config import override
 from tests.conftest import REPO
@@ -37,7 +38,7 @@ def test_reconcile_and_planted_errors_on_generated_data(spark, cfg, raw):
         assert r.lines_read == count_file(raw / name)
         assert r.lines_read == r.rows_written + r.rows_quarantined
         assert r.quarantined_by_reason == expected[r.split][r.file]
-    # every id of every valid line is in the exploded tables: count features straight from the files
+    # every id of every valid line is in the exploded views: count features straight from the files
     planted = json.loads((raw / "oracle" / "malformed_lines.json").read_text())
     for r in reports:
         bad = {line for line, _ in planted[r.split][r.file]}
@@ -47,6 +48,8 @@ def test_reconcile_and_planted_errors_on_generated_data(spark, cfg, raw):
         features = sum(line.split(",")[-1].count("\x01") + 1 for i, line in enumerate(text, 1)
                        if i not in bad and i not in cvc and line.split(",")[-1])
         assert r.features_written == features
+        view = T.SKELETON_FEATURES if r.file == "skeleton" else T.COMMON_FEATURES
+        assert spark.table(cfg.table(view.name)).where(f"split = '{r.split}'").count() == features
 
 
 def test_cli_end_to_end(tmp_path):

@@ -15,13 +15,14 @@ from lakerec import ingest
 from lakerec.aliccp import reasons as R
 from lakerec.config import override
 from lakerec.errors import InputDataError, SuspiciousInputError
+from lakerec.schema import tables as T
 from lakerec.tables import table_version
 from tests.conftest import REPO
 from tests.test_ingest import common, skel, write_raw
 
 USERS = [common(f"a{i}", ("101", str(100 + i), "1.0")) for i in range(10)]
 IMPRESSIONS = [skel(i, i % 2, 0, f"a{i % 10}", ("205", str(4000 + i % 7), "1.0")) for i in range(1, 41)]
-TABLES = ("samples", "user_contexts", "common_features", "skeleton_features", "quarantine", "ingest_report")
+TABLES = tuple(t.name for t in T.stored() if t.job == T.INGEST)  # lake_runs too: a refusal records no run
 
 
 @pytest.fixture(scope="module")

@@ -127,11 +127,13 @@ def test_the_registry_derives_the_schemas_that_were_typed_by_hand():
         "split string, common_feature_index string, user_id bigint, user_profile bigint, user_group bigint, "
         "user_gender bigint, user_age bigint, user_consumption bigint, user_consumption_2 bigint, "
         "user_is_occupied bigint, user_geography bigint, "
-        f"user_categories {weighted}, user_shops {weighted}, user_brands {weighted}, user_intentions {weighted}")
-    assert T.SAMPLES.column_names[-13:] == (
+        f"user_categories {weighted}, user_shops {weighted}, user_brands {weighted}, user_intentions {weighted}, "
+        "other_features array<struct<field:string,id:bigint,weight:double>>")
+    assert T.SAMPLES.column_names[-14:-1] == (
         "item_id", "item_category", "item_shop", "item_intention", "item_brand", "position",
         "user_item_categories", "user_item_categories_weight", "user_item_shops", "user_item_shops_weight",
         "user_item_brands", "user_item_brands_weight", "user_item_intentions")
+    assert T.SAMPLES.column_names[-1] == "other_features"
     assert T.SAMPLES_WIDE.column_names[-4:] == ("user_categories", "user_shops", "user_brands", "user_intentions")
     assert T.table("samples") is T.SAMPLES and T.INTERACTIONS[F.TEST] is T.TEST_INTERACTIONS
     with pytest.raises(KeyError, match="not a lake table"):

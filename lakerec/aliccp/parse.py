@@ -14,6 +14,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakerec.aliccp import reasons as R
+from lakerec.schema.tables import OTHER_FEATURES, OTHER_FEATURES_TYPE
 from lakerec.schema.fields import (
     COMMON, COMMON_COLUMNS, FEATURE_SEP, FIELD_SEP, SKELETON, SKELETON_COLUMNS, VALUE_SEP, Field, fields_of,
 )
@@ -69,10 +70,9 @@ _FAST_LIST = f"^(?:{_ONE}(?:{FEATURE_SEP}{_ONE})*+)?$"
 # (`transform(items, f -> struct(...))`) for every element, without code generation, and
 # that lambda over every feature was the ingest's largest single cost (README "Where the
 # ingest time goes"). A parsed frame keeps the validated `feature_list` text instead; each
-# table takes what it needs of it with code-generated string functions (`explode` +
-# `substring_index` for the exploded tables, `array_position` + `get` for a single-valued
-# field). The only lambdas left are cheap ones: the field codes of a line, and a
-# multi-valued field's features.
+# table takes what it needs of it with code-generated string functions (`array_position` +
+# `get` for a single-valued field). The only lambdas left are cheap ones: the field codes of
+# a line, a multi-valued field's features, and the rare line's other features.
 
 
 def _items(feature_list: Column) -> Column:
@@ -151,8 +151,8 @@ def parse_skeleton(lines: DataFrame) -> DataFrame:
     """Skeleton lines → `sample_id, click, conversion, common_feature_index, feature_list, feature_count, reason`.
 
     Keeps every input column (`path`, `raw_line`, ...). Typed columns are null where the line
-    is invalid; `feature_list` is the line's validated feature text (with_named_columns and
-    explode_features read it) and `feature_count` its number of features.
+    is invalid; `feature_list` is the line's validated feature text (with_named_columns reads
+    it) and `feature_count` its number of features.
     """
     c = F.col("_c")
     rules = [
@@ -184,33 +184,69 @@ def _named(field: Field) -> list[Column]:
         of_field = F.filter("_items", lambda f: f.startswith(field.code + FIELD_SEP))
         return [F.transform(of_field, lambda f: F.struct(_feature_id(f).alias("id"), _value(f).alias("weight")))
                 .alias(field.name)]
-    # A single-valued field occurs at most once in a valid line: its place among the codes.
-    feature = F.get("_items", F.array_position("_codes", field.code).cast("int") - 1)
-    out = [_feature_id(feature).alias(field.name)]
+    out = [_feature_id(_single(field)).alias(field.name)]
     if field.weight_column:
-        out.append(_value(feature).alias(field.weight_column))
+        out.append(_value(_single(field)).alias(field.weight_column))
     return out
 
 
+def _single(field: Field) -> Column:
+    """A single-valued field's feature text: it occurs at most once in a valid line, at its place among the codes."""
+    return F.get("_items", F.array_position("_codes", field.code).cast("int") - 1)
+
+
+def _is_plain(field: Field) -> bool:
+    """A single-valued field whose VALUE is a constant 1.0 by the format: its column keeps the id only."""
+    return not field.multi and not field.weighted
+
+
+def _other_features(file: str) -> Column:
+    """The features a line's named columns do not hold exactly, as `{field, id, weight}` (T.OTHER_FEATURES).
+
+    A field the registry does not know, or a plain field whose VALUE is not 1.0 (its named
+    column keeps the id; the exploded views take the VALUE from here). Empty, not null, for
+    the usual line; the lambda that picks them runs only for the rare line that has some.
+    """
+    fields = fields_of(file)
+    known = F.array(*(F.lit(f.code) for f in fields))
+    plain = [f for f in fields if _is_plain(f)]
+    plain_codes = F.array(*(F.lit(f.code) for f in plain))
+    unknown = F.size(F.array_except("_codes", known)) > 0
+    off_value = reduce(lambda a, b: a | b, (F.coalesce(_value(_single(f)) != 1.0, F.lit(False)) for f in plain),
+                       F.lit(False))
+
+    def other(f: Column) -> Column:
+        code = F.substring_index(f, FIELD_SEP, 1)
+        return ~F.array_contains(known, code) | (F.array_contains(plain_codes, code) & (_value(f) != 1.0))
+
+    picked = F.transform(F.filter("_items", other), lambda f: F.struct(
+        F.substring_index(f, FIELD_SEP, 1).alias("field"), _feature_id(f).alias("id"), _value(f).alias("weight")))
+    return F.when(unknown | off_value, picked).otherwise(F.array().cast(OTHER_FEATURES_TYPE)).alias(OTHER_FEATURES)
+
+
 def with_named_columns(parsed: DataFrame, file: str, *keep: str) -> DataFrame:
-    """The `keep` columns, then every field of a file (SKELETON or COMMON) as its named column(s), in field-table order."""
+    """The `keep` columns, every field of a file (SKELETON or COMMON) as its named column(s) in
+    field-table order, then `other_features`: together they hold every feature of the line once."""
     items = parsed.select(*keep, _items(F.col("feature_list")).alias("_items"))
     return items.select(*keep, _codes(F.col("_items")).alias("_codes"), "_items").select(
-        *keep, *(c for field in fields_of(file) for c in _named(field))
+        *keep, *(c for field in fields_of(file) for c in _named(field)), _other_features(file)
     )
+
+
+def features_held(file: str) -> Column:
+    """How many features a row of with_named_columns holds: the rows it gives the exploded view
+    (lakerec/sql/ingest/*_features.sql), counted the same way, to check that none was lost."""
+    other = F.col(OTHER_FEATURES)
+    parts = [F.size(other)]
+    for f in fields_of(file):
+        if f.multi:
+            parts.append(F.size(f.name))
+        else:
+            held = F.col(f.name).isNotNull() & ~F.array_contains(other.getField("field"), f.code)
+            parts.append(held.cast("int"))
+    return reduce(lambda a, b: a + b, parts).cast("bigint")
 
 
 def to_user_contexts(parsed_common: DataFrame) -> DataFrame:
-    """Valid common lines → one row each: key, user_id, user fields, weighted history arrays."""
+    """Valid common lines → one row each: key, user_id, user fields, weighted history arrays, other features."""
     return with_named_columns(parsed_common.where(F.col("reason").isNull()), COMMON, "split", "common_feature_index")
-
-
-def explode_features(parsed: DataFrame, key: str) -> DataFrame:
-    """Valid lines → one row per feature: `split, <key>, field, feature_id, value` (code-generated, no lambda)."""
-    features = parsed.where(F.col("reason").isNull()).select(
-        "split", key, F.explode(_items(F.col("feature_list"))).alias("_f")
-    )
-    return features.select(
-        "split", key, F.substring_index("_f", FIELD_SEP, 1).alias("field"),
-        _feature_id(F.col("_f")).alias("feature_id"), _value(F.col("_f")).alias("value"),
-    )

@@ -116,6 +116,23 @@ def attach_tables(spark, database: str, location: str, tables=None) -> list[str]
     return found
 
 
+def attach_lake(spark, cfg) -> list[str]:
+    """attach_tables for cfg's lake and database, then re-create the ingest's views over them.
+
+    A platform session starts with an empty catalog: the Delta tables are in the lake, but
+    views live in the catalog only, so the exploded views and samples_wide are created again
+    once samples and user_contexts are attached.
+    """
+    from lakerec import ingest
+    from lakerec.schema import tables as T
+
+    found = attach_tables(spark, cfg.database, database_location(cfg.lake, cfg.database))
+    if {T.SAMPLES.name, T.USER_CONTEXTS.name} <= set(found):
+        ingest.create_views(spark, cfg)
+        found += [t.name for t in T.written_by(T.INGEST) if t.view]
+    return found
+
+
 def _is_delta(spark, path: str) -> bool:
     from delta.tables import DeltaTable
 
@@ -155,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
 
         spark = SparkSession.builder.getOrCreate()
         ship_package(spark)
-        found = attach_tables(spark, cfg.database, database_location(cfg.lake, cfg.database))
+        found = attach_lake(spark, cfg)
         log.info("%s: lake %s, tables attached: %s", job, cfg.lake, ", ".join(found) or "none yet")
 
     cli.run_main("azureml", prepare)

@@ -26,6 +26,10 @@ from lakerec.schema import fields as F
 from lakerec.schema.fields import CANDIDATE, COMMON, QUERY, SKELETON, TEST, TRAIN
 
 WEIGHTED_IDS = "array<struct<id:bigint,weight:double>>"  # `{id, weight}` in docs/tables.md
+# The features of a line its named columns do not hold exactly (lakerec.aliccp.parse): a field
+# the registry does not know, or a plain field whose VALUE is not 1.0. `{field, id, weight}`.
+OTHER_FEATURES = "other_features"
+OTHER_FEATURES_TYPE = "array<struct<field:string,id:bigint,weight:double>>"
 INDEX = "int"
 IDS = "array<int>"
 WEIGHTS = "array<float>"
@@ -126,6 +130,11 @@ def raw_field_columns(file: str) -> tuple[Column, ...]:
     return tuple(out)
 
 
+def other_features_column() -> Column:
+    return Column(OTHER_FEATURES, OTHER_FEATURES_TYPE,
+                  "features no column above holds exactly: an unknown field, or a plain field whose VALUE is not 1.0")
+
+
 def user_single_columns() -> tuple[Column, ...]:
     """The user's single-valued fields, as samples copies them from user_contexts."""
     return tuple(c for c in raw_field_columns(COMMON) if c.type != WEIGHTED_IDS)
@@ -176,13 +185,15 @@ def rank_feature_columns(length: str) -> tuple[Column, ...]:
 
 # --------------------------------------------------------------------------- ingest
 
+# The exploded views: one row per feature, over samples and user_contexts, which hold every
+# feature once (lakerec/sql/ingest/skeleton_features.sql, common_features.sql).
 SKELETON_FEATURES = Table(
     "skeleton_features",
     _c("split string", "train or test")
     + _c("sample_id bigint", "the impression")
     + _c("field string", "raw field code (lakerec.schema.fields)")
     + _c("feature_id bigint, value double", "one FIELD\\x02FEATURE_ID\\x03VALUE feature of the line"),
-    INGEST, "one row per feature of a valid skeleton line", partitioned_by=("split", "field"),
+    INGEST, "one row per feature of a valid skeleton line (a view over samples)", view=True,
 )
 COMMON_FEATURES = Table(
     "common_features",
@@ -190,13 +201,14 @@ COMMON_FEATURES = Table(
     + _c("common_feature_index string", "the user context")
     + _c("field string", "raw field code (lakerec.schema.fields)")
     + _c("feature_id bigint, value double", "one FIELD\\x02FEATURE_ID\\x03VALUE feature of the line"),
-    INGEST, "one row per feature of a valid common line", partitioned_by=("split", "field"),
+    INGEST, "one row per feature of a valid common line (a view over user_contexts)", view=True,
 )
 USER_CONTEXTS = Table(
     "user_contexts",
     _c("split string", "train or test")
     + _c("common_feature_index string", "the key impressions join on")
-    + raw_field_columns(COMMON),
+    + raw_field_columns(COMMON)
+    + (other_features_column(),),
     INGEST, "one row per valid common line", partitioned_by=("split",), zorder_by=("common_feature_index",),
 )
 SAMPLES = Table(
@@ -206,7 +218,8 @@ SAMPLES = Table(
     + _c("click int, conversion int", "label, 0 or 1")
     + _c("common_feature_index string", "the user context (user_contexts)")
     + tuple(Column(c.name, c.type, c.comment + " (joined from user_contexts)") for c in user_single_columns())
-    + raw_field_columns(SKELETON),
+    + raw_field_columns(SKELETON)
+    + (other_features_column(),),
     INGEST, "one row per valid impression", partitioned_by=("split",), zorder_by=("user_id", "item_id"),
 )
 SAMPLES_WIDE = Table(
@@ -227,7 +240,7 @@ INGEST_REPORT = Table(
     "ingest_report",
     _c("split string, file string, path string", "which raw file")
     + _c("lines_read bigint, rows_written bigint, rows_quarantined bigint", "lines read = written + quarantined")
-    + _c("features_written bigint", "rows of the exploded table")
+    + _c("features_written bigint", "features of the valid lines (rows of the exploded view)")
     + _c("quarantined_by_reason map<string,bigint>", "rejected lines per reason")
     + _c("duration_s double", "seconds")
     + _c("ingested_at timestamp", "UTC"),
