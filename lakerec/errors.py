@@ -34,5 +34,9 @@ class RequestError(LakeRecError):
     """A request to the recommender (lakerec.serving) is malformed: the service answers 400 with this message."""
 
 
+class OutdatedLakeError(LakeRecError):
+    """The lake was written by an older LakeRec, in a layout this one cannot replace one split at a time."""
+
+
 class SuspiciousInputError(InputDataError):
     """Raw input that would replace good tables with bad ones (empty, compressed, mostly quarantined): --force overrides."""

@@ -32,12 +32,12 @@ from lakerec.aliccp import parse
 from lakerec.aliccp import reasons as R
 from lakerec.config import Config
 from lakerec import lake_runs
-from lakerec.errors import InputDataError, SuspiciousInputError
+from lakerec.errors import InputDataError, OutdatedLakeError, SuspiciousInputError
 from lakerec.schema import tables as T
 from lakerec.schema.fields import COMMON, FILE_NAMES, SKELETON, SPLITS, raw_file_name
 from lakerec.spark import named_jobs
 from lakerec.sqlfiles import run_statements, sql_file
-from lakerec.tables import rows_written_by_last_commit, write_table
+from lakerec.tables import rows_written_by_last_commit, table_exists, write_table
 
 log = logging.getLogger("lakerec.ingest")
 
@@ -310,7 +310,7 @@ class Write:
     features: int = 0
 
 
-def _write_checked(w: Write, cfg: Config, where: str) -> None:
+def _write_checked(w: Write, cfg: Config, where: str | None) -> None:
     """Write (partitioned as the registry says), then check the rows Delta committed against what the data holds.
 
     With `held`, the features the written rows hold are summed while they are written (a
@@ -332,7 +332,7 @@ def _write_checked(w: Write, cfg: Config, where: str) -> None:
                              f"parsed {w.features}")
 
 
-def _write_all(cfg: Config, where: str, writes: list[Write]) -> None:
+def _write_all(cfg: Config, where: str | None, writes: list[Write]) -> None:
     """_write_checked for each write, one after the other.
 
     Measured: the same writes from five threads at once took as long (1M impressions, 2
@@ -378,6 +378,54 @@ def rows_held(spark: SparkSession, cfg: Config, splits: tuple[str, ...]) -> dict
     return {r.split: r["count"] for r in rows}
 
 
+def _is_stored(spark: SparkSession, name: str) -> bool:
+    """A table (not a view) of that name exists."""
+    return table_exists(spark, name) and spark.catalog.getTable(name).tableType != "VIEW"
+
+
+def outdated(spark: SparkSession, cfg: Config) -> list[str]:
+    """What of the lake an older LakeRec wrote in another layout: a view's name held by a stored
+    table (the exploded tables were stored before), a table without some of the registry's columns."""
+    out = []
+    for t in T.written_by(T.INGEST):
+        name = cfg.table(t.name)
+        if t.view:
+            if _is_stored(spark, name):
+                out.append(f"{t.name} is a stored table (now a view)")
+            continue
+        if not table_exists(spark, name):
+            continue
+        have = set(spark.table(name).columns)
+        missing = [c for c in t.column_names if c not in have]
+        if missing:
+            out.append(f"{t.name} has no {', '.join(missing)}")
+    return out
+
+
+def check_layout(spark: SparkSession, cfg: Config, splits: tuple[str, ...], held: dict[str, int]) -> bool:
+    """Whether the run must rewrite the ingest's tables whole, in the current layout (an older lake).
+
+    Replacing one split of a table in the old layout would mix two layouts, so an older lake
+    is rewritten only by a run that ingests every split it holds.
+
+    Raises:
+        OutdatedLakeError: an older lake, and the run leaves out a split it holds.
+    """
+    old = outdated(spark, cfg)
+    if not old:
+        return False
+    left_out = sorted(set(held) - set(splits))
+    if left_out:
+        raise OutdatedLakeError(
+            f"{cfg.lake} was written by an older LakeRec ({'; '.join(old)}), and this run leaves out "
+            f"{', '.join(left_out)}: ingest every split it holds in one run "
+            f"(--splits {','.join(s for s in SPLITS if s in held or s in splits)}) to rewrite its tables "
+            "in the current layout, or ingest into a new lake (--lake DIR). Nothing changed."
+        )
+    log.warning("rewriting the ingest's tables whole, in the current layout (%s)", "; ".join(old))
+    return True
+
+
 def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[str, ...] = SPLITS) -> list[FileReport]:
     """Ingest the given splits of the raw files in `raw` (default: cfg.raw) into cfg.database.
 
@@ -403,6 +451,10 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
         raise InputDataError(f"unknown split(s) {unknown}: choose from {', '.join(SPLITS)}")
     paths = raw_files(spark, raw, splits)  # fail before any work if a file is missing or compressed
     where = "split IN ({})".format(", ".join(f"'{s}'" for s in splits))
+    with step(spark, "rows held"):
+        held_now = rows_held(spark, cfg, SPLITS)
+    rewrite = check_layout(spark, cfg, splits, held_now)
+    replace = None if rewrite else where  # an older lake's tables are replaced whole, in the new schema
     log.info("ingesting %s from %s", ", ".join(splits), raw)
 
     # Parse and check both kinds of file; nothing is written until the whole input passed.
@@ -440,9 +492,7 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
             "; ".join(f"{r.split}/{r.file}: {r.lines_read} read != {r.rows_written} written + {r.rows_quarantined} quarantined"
                       for r in bad_files)
         )
-    with step(spark, "rows held"):
-        held = rows_held(spark, cfg, splits)
-    refused = refusals(reports, held, cfg)
+    refused = refusals(reports, {s: n for s, n in held_now.items() if s in splits}, cfg)
     if refused and not cfg.ingest.force:
         common.unpersist()
         skeleton.unpersist()
@@ -459,7 +509,7 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
         ).unionByName(quarantined(
             spark, skeleton, SKELETON, bases, read_tagged(spark, paths[SKELETON], splits) if skeleton_repeats else None
         ))
-        _write_all(cfg, where, [
+        _write_all(cfg, replace, [
             Write(to_samples(skeleton, user_fields), T.SAMPLES, skeleton_counts.valid,
                   parse.features_held(SKELETON), skeleton_counts.features),
             Write(parse.to_user_contexts(common), T.USER_CONTEXTS, common_counts.valid,
@@ -468,6 +518,10 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
         ])
         common.unpersist()
         skeleton.unpersist()
+        if rewrite:  # the older lake's stored explode: every split it held is in samples now
+            for view in _views():
+                if _is_stored(spark, cfg.table(view.name)):
+                    spark.sql(f"DROP TABLE {cfg.table(view.name)}")
         create_views(spark, cfg)
         write_seconds = (time.monotonic() - t0) / 2  # the writes, shared between the two kinds of file
         for r in reports:
@@ -482,13 +536,17 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
             REPORT_SCHEMA,
         )
         with step(spark, "write ingest_report"):
-            write_table(report_df, cfg.table(T.INGEST_REPORT.name), T.INGEST_REPORT.partitioned_by, where)
+            write_table(report_df, cfg.table(T.INGEST_REPORT.name), T.INGEST_REPORT.partitioned_by, replace)
     return reports
+
+
+def _views() -> tuple[T.Table, ...]:
+    return tuple(t for t in T.written_by(T.INGEST) if t.view)
 
 
 def create_views(spark: SparkSession, cfg: Config) -> None:
     """(Re-)create the ingest's views (lakerec/sql/ingest/<view>.sql) over its tables."""
-    for view in (t for t in T.written_by(T.INGEST) if t.view):
+    for view in _views():
         with step(spark, f"{view.name} view"):
             for _ in run_statements(spark, sql_file(f"ingest/{view.name}.sql"), cfg):
                 pass

@@ -14,7 +14,7 @@ import pytest
 from lakerec import ingest
 from lakerec.aliccp import reasons as R
 from lakerec.config import override
-from lakerec.errors import InputDataError, SuspiciousInputError
+from lakerec.errors import InputDataError, OutdatedLakeError, SuspiciousInputError
 from lakerec.schema import tables as T
 from lakerec.tables import table_version
 from tests.conftest import REPO
@@ -109,3 +109,30 @@ def test_the_cli_refuses_in_one_line_with_exit_status_2(tmp_path):
                           str(tmp_path / "lake")], cwd=REPO, capture_output=True, text=True)
     assert raw.returncode == 2 and "raw folder" in raw.stderr and "not found" in raw.stderr
     assert not (tmp_path / "lake").exists()  # refused before Spark started: no lake made
+
+
+def test_a_lake_in_the_older_layout_is_rewritten_whole_or_not_at_all(spark, cfg, tmp_path):
+    """Before the exploded tables were views, they were stored, and samples had no other_features.
+    Replacing one split of such a lake would mix two layouts: refused, naming every split to ingest;
+    a run of every split rewrites the tables in the current layout and drops the stored explode."""
+    write_raw(tmp_path / "raw", "train", USERS, IMPRESSIONS)
+    write_raw(tmp_path / "raw", "test", USERS, IMPRESSIONS[:10])
+    ingest.run(spark, cfg, str(tmp_path / "raw"), ("train", "test"))
+    # The older layout: samples without other_features, skeleton_features a stored table.
+    stored = spark.table(cfg.table("skeleton_features")).localCheckpoint()
+    samples = spark.table(cfg.table("samples")).drop(T.OTHER_FEATURES).localCheckpoint()
+    samples.write.format("delta").mode("overwrite").option("overwriteSchema", "true").saveAsTable(cfg.table("samples"))
+    spark.sql(f"DROP VIEW {cfg.table('skeleton_features')}")
+    stored.write.format("delta").partitionBy("split", "field").saveAsTable(cfg.table("skeleton_features"))
+    before = {t: table_version(spark, cfg.table(t)) for t in ("samples", "skeleton_features", "user_contexts")}
+
+    with pytest.raises(OutdatedLakeError, match=r"skeleton_features is a stored table \(now a view\); samples has no "
+                                                r"other_features\), and this run leaves out test: .*--splits train,test"):
+        ingest.run(spark, cfg, str(tmp_path / "raw"), ("train",))
+    assert {t: table_version(spark, cfg.table(t)) for t in before} == before
+
+    reports = ingest.run(spark, cfg, str(tmp_path / "raw"), ("train", "test"))
+    assert spark.catalog.getTable(cfg.table("skeleton_features")).tableType == "VIEW"
+    assert T.OTHER_FEATURES in spark.table(cfg.table("samples")).columns
+    assert spark.table(cfg.table("skeleton_features")).count() == sum(
+        r.features_written for r in reports if r.file == "skeleton") == 50
