@@ -77,6 +77,9 @@ def write_table(
     if replace_where and table_exists(spark, name):
         writer.option("replaceWhere", replace_where).saveAsTable(name)
     else:
+        table = T.TABLES.get(name.rsplit(".", 1)[-1])
+        if table is not None and table.stats_columns:  # a table property, set as the table is (re)created
+            writer = writer.option("delta.dataSkippingStatsColumns", ",".join(table.stats_columns))
         writer.option("overwriteSchema", "true").saveAsTable(name)
 
 

@@ -178,6 +178,10 @@ def test_ingest_and_filter_write_exactly_the_registry_tables(spark, pipeline_lak
         assert_matches_registry(spark, cfg, table)
     stored = {t.name for t in spark.catalog.listTables(cfg.database) if not t.isTemporary}
     assert stored == {t.name for t in written}
+    for table in written:  # Delta keeps file statistics of the columns the registry names (default: the first 32)
+        if table.stats_columns:
+            props = dict(spark.sql(f"SHOW TBLPROPERTIES {cfg.table(table.name)}").collect())
+            assert props["delta.dataSkippingStatsColumns"] == ",".join(table.stats_columns), table.name
 
 
 def test_movielens_writes_the_filter_schema(spark, cfg, tmp_path):

@@ -65,6 +65,10 @@ class Table:
         also_written_by: other jobs writing the same schema (MovieLens, into its own database).
         zorder_by: the columns `OPTIMIZE ... ZORDER BY` clusters the table's files by, when
             `delta.zorder` is on (lakerec.tables.maintain); () for none.
+        stats_columns: the columns Delta keeps file statistics of (min, max, nulls), which
+            queries skip files by (`delta.dataSkippingStatsColumns`); () for Delta's default,
+            the first 32. Collecting them is a cost of every write, so a wide table names
+            its keys and Z-order columns only.
     """
 
     name: str
@@ -75,6 +79,7 @@ class Table:
     view: bool = False
     also_written_by: tuple[str, ...] = ()
     zorder_by: tuple[str, ...] = ()
+    stats_columns: tuple[str, ...] = ()
 
     def __post_init__(self):
         names = self.column_names
@@ -86,6 +91,11 @@ class Table:
         wrong = [z for z in self.zorder_by if z not in names or z in self.partitioned_by]
         if wrong:
             raise ValueError(f"{self.name}: Z-order columns {wrong} are not columns, or are partition columns")
+        unknown = [c for c in self.stats_columns if c not in names]
+        unkept = [z for z in self.zorder_by if self.stats_columns and z not in self.stats_columns]
+        if unknown or unkept:  # Z-ordering needs the statistics of its columns
+            raise ValueError(f"{self.name}: statistics columns {unknown} are not columns, or Z-order columns "
+                             f"{unkept} have no statistics")
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -210,6 +220,7 @@ USER_CONTEXTS = Table(
     + raw_field_columns(COMMON)
     + (other_features_column(),),
     INGEST, "one row per valid common line", partitioned_by=("split",), zorder_by=("common_feature_index",),
+    stats_columns=("common_feature_index", "user_id"),
 )
 SAMPLES = Table(
     "samples",
@@ -221,6 +232,7 @@ SAMPLES = Table(
     + raw_field_columns(SKELETON)
     + (other_features_column(),),
     INGEST, "one row per valid impression", partitioned_by=("split",), zorder_by=("user_id", "item_id"),
+    stats_columns=("sample_id", "click", "conversion", "common_feature_index", "user_id", "item_id"),
 )
 SAMPLES_WIDE = Table(
     "samples_wide",
