@@ -55,8 +55,9 @@ for the Ali-CCP fields of today:
                          one's from its array: `SELECT split, sample_id, '205' AS field, item_id AS
                          feature_id, 1.0D AS value FROM ${database}.samples WHERE item_id IS NOT NULL
                          AND NOT array_contains(other_features.field, '205') UNION ALL ... SELECT split,
-                         sample_id, '210' AS field, f.id, f.weight FROM ${database}.samples LATERAL VIEW
-                         inline(item_intention) f ...` (ingest/skeleton_features.sql). One SELECT per
+                         sample_id, '210' AS field, x.id AS feature_id, x.weight AS value FROM
+                         ${database}.samples LATERAL VIEW inline(item_intention) x ...`
+                         (ingest/skeleton_features.sql). One SELECT per
                          field, so a query of one field reads that field's column only.
     common_feature_rows  the same for the common fields over user_contexts, keyed by
                          common_feature_index (ingest/common_features.sql)
