@@ -57,6 +57,7 @@ test: setup
 bench: export PYTHONPATH := $(CURDIR)
 bench: setup
 	$(PY) bench/ingest.py
+	$(PY) bench/exploded_views.py
 	$(PY) bench/train_feed.py
 	$(PY) bench/evaluate.py
 	$(PY) bench/oracle_recall.py
