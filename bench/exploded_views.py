@@ -34,6 +34,7 @@ def main() -> None:
 
     from lakerec import ingest
     from lakerec.config import load_config
+    from lakerec.schema import tables as T
     from lakerec.spark import get_spark
 
     raw = ensure_data(args.impressions)
@@ -42,7 +43,7 @@ def main() -> None:
     cfg = load_config(REPO / "conf" / "local.yml", lake=str(work / "lake"))
     spark = get_spark(cfg)
     ingest.run(spark, cfg, str(raw), ("train",))
-    view, stored = cfg.table("skeleton_features"), cfg.table("skeleton_features_stored")
+    view, stored = cfg.table(T.SKELETON_FEATURES.name), cfg.table(f"{T.SKELETON_FEATURES.name}_stored")
     t0 = time.monotonic()
     spark.table(view).write.format("delta").partitionBy("split", "field").saveAsTable(stored)
     print(f"storing the view's rows as a table: {time.monotonic() - t0:.1f}s")
