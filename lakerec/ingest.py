@@ -42,6 +42,7 @@ from lakerec.tables import rows_written_by_last_commit, table_exists, write_tabl
 log = logging.getLogger("lakerec.ingest")
 
 USER_SINGLE_COLUMNS = [c.name for c in T.user_single_columns()]  # copied from user_contexts into samples
+VIEWS = tuple(t for t in T.written_by(T.INGEST) if t.view)  # created over the tables by every run (create_views)
 
 REPORT_SCHEMA = T.INGEST_REPORT.ddl
 
@@ -519,7 +520,7 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
         common.unpersist()
         skeleton.unpersist()
         if rewrite:  # the older lake's stored explode: every split it held is in samples now
-            for view in _views():
+            for view in VIEWS:
                 if _is_stored(spark, cfg.table(view.name)):
                     spark.sql(f"DROP TABLE {cfg.table(view.name)}")
         create_views(spark, cfg)
@@ -540,13 +541,9 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
     return reports
 
 
-def _views() -> tuple[T.Table, ...]:
-    return tuple(t for t in T.written_by(T.INGEST) if t.view)
-
-
 def create_views(spark: SparkSession, cfg: Config) -> None:
     """(Re-)create the ingest's views (lakerec/sql/ingest/<view>.sql) over its tables."""
-    for view in _views():
+    for view in VIEWS:
         with step(spark, f"{view.name} view"):
             for _ in run_statements(spark, sql_file(f"ingest/{view.name}.sql"), cfg):
                 pass

@@ -14,10 +14,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakerec.aliccp import reasons as R
-from lakerec.schema.tables import OTHER_FEATURES, OTHER_FEATURES_TYPE
 from lakerec.schema.fields import (
     COMMON, COMMON_COLUMNS, FEATURE_SEP, FIELD_SEP, SKELETON, SKELETON_COLUMNS, VALUE_SEP, Field, fields_of,
 )
+from lakerec.schema.tables import OTHER_FEATURES, OTHER_FEATURES_TYPE
 
 _SHAPE = f"^[^{FIELD_SEP}{VALUE_SEP}]+{FIELD_SEP}[^{FIELD_SEP}{VALUE_SEP}]*{VALUE_SEP}[^{FIELD_SEP}{VALUE_SEP}]*$"
 _UINT = "^[0-9]+$"

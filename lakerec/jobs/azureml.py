@@ -129,7 +129,7 @@ def attach_lake(spark, cfg) -> list[str]:
     found = attach_tables(spark, cfg.database, database_location(cfg.lake, cfg.database))
     if {T.SAMPLES.name, T.USER_CONTEXTS.name} <= set(found):
         ingest.create_views(spark, cfg)
-        found += [t.name for t in T.written_by(T.INGEST) if t.view]
+        found += [view.name for view in ingest.VIEWS]
     return found
 
 
