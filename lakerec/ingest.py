@@ -311,7 +311,7 @@ class Write:
     features: int = 0
 
 
-def _write_checked(w: Write, cfg: Config, where: str | None) -> None:
+def _write_checked(w: Write, cfg: Config, where: str | None, label: str) -> None:
     """Write (partitioned as the registry says), then check the rows Delta committed against what the data holds.
 
     With `held`, the features the written rows hold are summed while they are written (a
@@ -324,8 +324,8 @@ def _write_checked(w: Write, cfg: Config, where: str | None) -> None:
         observed = Observation(f"features_held_{w.table.name}")
         df = df.observe(observed, F.sum(w.held).alias("features"))
     with step(df.sparkSession, f"write {w.table.name}"):
-        write_table(df, name, w.table.partitioned_by, where)
-        written = rows_written_by_last_commit(df.sparkSession, name)
+        write_table(df, name, w.table.partitioned_by, where, label)
+        written = rows_written_by_last_commit(df.sparkSession, name, label)
     if written != w.rows:
         raise ReconcileError(f"{name}: Delta committed {written} rows, expected {w.rows}")
     if observed is not None and (observed.get["features"] or 0) != w.features:
@@ -333,14 +333,14 @@ def _write_checked(w: Write, cfg: Config, where: str | None) -> None:
                              f"parsed {w.features}")
 
 
-def _write_all(cfg: Config, where: str | None, writes: list[Write]) -> None:
+def _write_all(cfg: Config, where: str | None, label: str, writes: list[Write]) -> None:
     """_write_checked for each write, one after the other.
 
     Measured: the same writes from five threads at once took as long (1M impressions, 2
     cores): the executors' cores, not the driver's commits, bound them.
     """
     for w in writes:
-        _write_checked(w, cfg, where)
+        _write_checked(w, cfg, where, label)
 
 
 def refusals(reports: list[FileReport], held: dict[str, int], cfg: Config) -> list[str]:
@@ -503,14 +503,15 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
         log.warning("ingesting anyway (--force): %s", reason)
 
     t0 = time.monotonic()
-    with lake_runs.recorded(spark, cfg, T.INGEST, scope=",".join(splits)):
+    with lake_runs.recorded(spark, cfg, T.INGEST, scope=",".join(splits)) as run_id:
+        label = f"lakerec {T.INGEST} run {run_id}"  # each commit's userMetadata
         user_fields = parse.to_user_contexts(common).select("split", "common_feature_index", *USER_SINGLE_COLUMNS)
         quarantine = quarantined(
             spark, common, COMMON, bases, read_tagged(spark, paths[COMMON], splits) if common_repeats else None
         ).unionByName(quarantined(
             spark, skeleton, SKELETON, bases, read_tagged(spark, paths[SKELETON], splits) if skeleton_repeats else None
         ))
-        _write_all(cfg, replace, [
+        _write_all(cfg, replace, label, [
             Write(to_samples(skeleton, user_fields), T.SAMPLES, skeleton_counts.valid,
                   parse.features_held(SKELETON), skeleton_counts.features),
             Write(parse.to_user_contexts(common), T.USER_CONTEXTS, common_counts.valid,
@@ -537,7 +538,7 @@ def run(spark: SparkSession, cfg: Config, raw: str | None = None, splits: tuple[
             REPORT_SCHEMA,
         )
         with step(spark, "write ingest_report"):
-            write_table(report_df, cfg.table(T.INGEST_REPORT.name), T.INGEST_REPORT.partitioned_by, replace)
+            write_table(report_df, cfg.table(T.INGEST_REPORT.name), T.INGEST_REPORT.partitioned_by, replace, label)
     return reports
 
 

@@ -55,10 +55,15 @@ class RunRecord:
     versions: dict[str, int]
 
 
+def _stored(spark: SparkSession, cfg: Config, job: str) -> list[str]:
+    """The stored tables `job` writes that exist now (lake_runs itself is not one of them)."""
+    return [t.name for t in T.written_by(job)
+            if not t.view and t.name != T.LAKE_RUNS.name and table_exists(spark, cfg.table(t.name))]
+
+
 def current_versions(spark: SparkSession, cfg: Config, job: str) -> dict[str, int]:
     """The Delta version of every stored table `job` writes that exists now."""
-    names = [t.name for t in T.written_by(job)
-             if not t.view and t.name != T.LAKE_RUNS.name and table_exists(spark, cfg.table(t.name))]
+    names = _stored(spark, cfg, job)
     found = table_versions(spark, [cfg.table(n) for n in names])
     return {n: found[cfg.table(n)] for n in names}
 
@@ -95,16 +100,22 @@ def history(spark: SparkSession, cfg: Config, jobs: Iterable[str]) -> list[RunRe
     return [RunRecord(r.run_id, r.job, r.state, r.at, r.scope, dict(r.versions or {})) for r in rows]
 
 
-def problem(spark: SparkSession, cfg: Config, job: str) -> str | None:
-    """Why the tables of `job` are not one complete run's, in one line; None when they are (or are untracked)."""
-    runs = history(spark, cfg, [job])
+def problem(spark: SparkSession, cfg: Config, job: str, now: dict[str, int] | None = None,
+            runs: list[RunRecord] | None = None) -> str | None:
+    """Why the tables of `job` are not one complete run's, in one line; None when they are (or are untracked).
+
+    Args:
+        now: the current versions of `job`'s tables (current_versions), when the caller has them.
+        runs: `job`'s rows of lake_runs (history), when the caller has read them.
+    """
+    runs = history(spark, cfg, [job]) if runs is None else [r for r in runs if r.job == job]
     if not runs:
         return None
     completes = [r for r in runs if r.state == COMPLETE]
     # What the tables must be: the last complete run's versions, or, before any run completed,
     # the versions they had when the first recorded run started.
     expected = completes[-1].versions if completes else runs[0].versions
-    now = current_versions(spark, cfg, job)
+    now = current_versions(spark, cfg, job) if now is None else now
     changed = sorted(n for n in set(now) | set(expected) if now.get(n) != expected.get(n))
     if not changed:
         return None
@@ -132,17 +143,22 @@ def check_inputs(spark: SparkSession, cfg: Config, tables: Iterable[T.Table]) ->
     tables = tuple(tables)
     for t in tables:
         read_table(spark, cfg.table(t.name))
-    for job in dict.fromkeys(j for t in tables for j in (t.job, *t.also_written_by)):
-        message = problem(spark, cfg, job)
+    jobs = list(dict.fromkeys(j for t in tables for j in (t.job, *t.also_written_by)))
+    # One lookup of every version needed (the writers' tables and the inputs overlap), and one read of lake_runs.
+    written = {job: _stored(spark, cfg, job) for job in jobs}
+    names = list(dict.fromkeys([n for ns in written.values() for n in ns] + [t.name for t in tables]))
+    found = table_versions(spark, [cfg.table(n) for n in names])
+    runs = history(spark, cfg, jobs)
+    for job in jobs:
+        message = problem(spark, cfg, job, {n: found[cfg.table(n)] for n in written[job]}, runs)
         if message and cfg.allow_incomplete:
             log.warning("reading anyway (--allow-incomplete): %s", message)
         elif message:
             raise IncompleteRunError(message)
-    found = table_versions(spark, [cfg.table(t.name) for t in tables])
     return {t.name: found[cfg.table(t.name)] for t in tables}
 
 
 def problems(spark: SparkSession, cfg: Config) -> list[str]:
     """Every multi-table job of the database whose tables are not one complete run (for jobs.sql's warning)."""
-    jobs = sorted({r.job for r in history(spark, cfg, RECORDED_JOBS)})
-    return [m for m in (problem(spark, cfg, j) for j in jobs) if m]
+    runs = history(spark, cfg, RECORDED_JOBS)
+    return [m for m in (problem(spark, cfg, j, runs=runs) for j in sorted({r.job for r in runs})) if m]

@@ -268,6 +268,15 @@ def test_ingesting_one_split_keeps_the_other(spark, cfg, tmp_path):
     counts = {r.split: r["count"] for r in spark.table(cfg.table("samples")).groupBy("split").count().collect()}
     assert counts == {"train": 3, "test": 2}
     assert spark.table(cfg.table("ingest_report")).count() == 4
+    # The second run quarantined nothing of test, as the first: its overwrite of quarantine had
+    # nothing to add or remove and made no commit (the row check counts that as 0 rows, not
+    # the first run's commit). Every commit the runs made carries its run's id.
+    from delta.tables import DeltaTable
+
+    runs = [r.run_id for r in spark.table(cfg.table("lake_runs")).where("state = 'complete'").orderBy("at").collect()]
+    for table, made_by in (("samples", runs), ("quarantine", runs[:1]), ("ingest_report", runs)):
+        history = DeltaTable.forName(spark, cfg.table(table)).history().orderBy("version").collect()
+        assert [h.userMetadata for h in history] == [f"lakerec ingest run {r}" for r in made_by], table
 
 
 def test_missing_raw_file_is_a_clear_error_and_writes_nothing(spark, cfg, tmp_path):
