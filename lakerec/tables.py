@@ -80,7 +80,7 @@ def write_table(
     more per create and 0.5 s more per overwrite on a few rows (it also updates the table's
     entry in the metastore), and every job writes several tables. Replacing a whole existing
     table keeps `saveAsTable` with `overwriteSchema`: its columns may change, and the V2
-    `createOrReplace` was slower still and drops the table's properties.
+    `createOrReplace` was slower still (1.2-1.35 s on a few rows).
     """
     df = with_comments(df, name)
     table = T.TABLES.get(name.rsplit(".", 1)[-1])
