@@ -58,8 +58,21 @@ def _pair_wins(df, score: str, label: str, keys: list[str]):
     )
 
 
-def auc(df, score: str, label: str) -> dict:
+AUC_PROBABILITIES = [i / AUC_RANGES for i in range(1, AUC_RANGES)]
+QUANTILE_ERROR = 0.001  # approxQuantile's relative error
+
+
+def quantile_cuts(df, scores: list[str]) -> dict[str, list[float]]:
+    """The AUC_PROBABILITIES quantiles of each score column, in one pass (approxQuantile of several columns)."""
+    return dict(zip(scores, df.approxQuantile(scores, AUC_PROBABILITIES, QUANTILE_ERROR))) if scores else {}
+
+
+def auc(df, score: str, label: str, quantiles: list[float] | None = None) -> dict:
     """Exact AUC of `score` on the 0/1 `label` column, with the ROC curve's points.
+
+    Args:
+        quantiles: the score's AUC_PROBABILITIES quantiles on `df` (quantile_cuts), when the
+            caller has them; else computed here.
 
     Returns:
         {"auc": float or None (one class only), "positives", "negatives",
@@ -67,7 +80,8 @@ def auc(df, score: str, label: str) -> dict:
     """
     from pyspark.sql import functions as F
 
-    cuts = sorted(set(df.approxQuantile(score, [i / AUC_RANGES for i in range(1, AUC_RANGES)], 0.001)))
+    quantiles = quantile_cuts(df, [score])[score] if quantiles is None else quantiles
+    cuts = sorted(set(quantiles))
     # Range r holds the scores above exactly r cut points: monotone in the score.
     ranged = df.select(score, label, (F.lit(0) if not cuts else sum(
         (F.col(score) > F.lit(c)).cast("int") for c in cuts)).alias("_range"))
@@ -107,11 +121,20 @@ def gauc(df, score: str, label: str, user: str = "user_id") -> dict:
     return {"gauc": value, "users": int(row["users"] or 0), "all_users": int(row["all_users"] or 0)}
 
 
-def calibration_by_decile(df, score: str = "p_click", label: str = "click") -> list[dict]:
-    """Rows cut into deciles of the prediction: per decile its rows, mean prediction, observed rate."""
+def calibration_by_decile(df, score: str = "p_click", label: str = "click",
+                          quantiles: list[float] | None = None) -> list[dict]:
+    """Rows cut into deciles of the prediction: per decile its rows, mean prediction, observed rate.
+
+    Args:
+        quantiles: the score's AUC_PROBABILITIES quantiles (quantile_cuts), whose every tenth
+            is a decile's cut, when the caller has them; else the deciles are computed here.
+    """
     from pyspark.sql import functions as F
 
-    cuts = sorted(set(df.approxQuantile(score, [i / DECILES for i in range(1, DECILES)], 0.001)))
+    step = AUC_RANGES // DECILES
+    quantiles = (df.approxQuantile(score, [i / DECILES for i in range(1, DECILES)], QUANTILE_ERROR)
+                 if quantiles is None else quantiles[step - 1::step])
+    cuts = sorted(set(quantiles))
     decile = F.lit(0) if not cuts else sum((F.col(score) > F.lit(c)).cast("int") for c in cuts)
     rows = (df.groupBy(decile.alias("decile"))
             .agg(F.count(F.lit(1)).alias("rows"), F.avg(score).alias("mean_predicted"),
@@ -121,18 +144,25 @@ def calibration_by_decile(df, score: str = "p_click", label: str = "click") -> l
              "observed": float(r["observed"])} for r in rows]
 
 
-def _present(df, label_of: dict) -> dict[str, bool]:
-    """Which score columns the frame gives; raises when one is missing on only some rows."""
+def _present(df, cols: list[str], *extra) -> tuple[dict[str, bool], object]:
+    """Which score columns the frame gives, with its counts and the `extra` aggregates, in one pass.
+
+    Returns:
+        ({column: given}, the aggregated row: rows, clicks, conversions and the `extra` columns).
+
+    Raises:
+        InputDataError: a score is NULL or NaN on only some of the rows it must score.
+    """
     from pyspark.sql import functions as F
 
-    aggs = [F.count(F.lit(1)).alias("rows"), F.sum("click").alias("clicks")]
-    for col in label_of:
+    aggs = [F.count(F.lit(1)).alias("rows"), F.sum("click").alias("clicks"), F.sum("ctcvr").alias("conversions")]
+    for col in cols:
         aggs.append(F.sum(_valid(col).cast("int")).alias(f"valid:{col}"))
         aggs.append(F.sum((_valid(col) & (F.col("click") == 1)).cast("int")).alias(f"clicked:{col}"))
-    row = df.agg(*aggs).first()
+    row = df.agg(*aggs, *extra).first()
     rows, clicks = int(row["rows"] or 0), int(row["clicks"] or 0)
     out = {}
-    for col in label_of:
+    for col in cols:
         valid = int(row[f"valid:{col}"] or 0)
         # p_conversion is given a click: it need only be there on clicked rows.
         have, need = (int(row[f"clicked:{col}"] or 0), clicks) if col == "p_conversion" else (valid, rows)
@@ -140,11 +170,16 @@ def _present(df, label_of: dict) -> dict[str, bool]:
             raise InputDataError(f"{col} is NULL or NaN on {need - have:,} of {need:,} rows: a scorer must score "
                                  "every row it is given")
         out[col] = have > 0
-    return out
+    return out, row
 
 
 def ranking_metrics(scored, *, probability: bool = True, deciles: bool = True) -> dict:
     """Every metric of the module doc for one scored frame.
+
+    Few passes over the frame: one for the counts, the scores' presence, log loss and
+    calibration; one for the quantiles of p_click and p_ctcvr (their AUC ranges and the
+    deciles); then one per AUC, the GAUC and the deciles (p_conversion, over clicked rows, has
+    its own quantiles).
 
     Args:
         scored: user_id, click, conversion and the score columns the method gives (SCORES;
@@ -161,37 +196,36 @@ def ranking_metrics(scored, *, probability: bool = True, deciles: bool = True) -
     from pyspark.sql import functions as F
 
     cols = [c for c in SCORES if c in scored.columns]
-    given = _present(scored, {c: None for c in cols})
     base = scored.select("user_id", F.col("click").cast("int").alias("click"),
                          (F.col("click") * F.col("conversion")).cast("int").alias("ctcvr"),
                          F.col("conversion").cast("int").alias("conversion"),
-                         *[F.col(c).cast("double").alias(c) for c in cols if given[c]])
-    counts = base.agg(F.count(F.lit(1)).alias("rows"), F.sum("click").alias("clicks"),
-                      F.sum("ctcvr").alias("conversions")).first()
+                         *[F.col(c).cast("double").alias(c) for c in cols])
+    extra = []
+    if "p_click" in cols and probability:  # read only when p_click is given (then it is on every row)
+        p = F.least(F.greatest(F.col("p_click"), F.lit(EPSILON)), F.lit(1 - EPSILON))
+        extra = [F.avg(-(F.col("click") * F.log(p) + (1 - F.col("click")) * F.log(1 - p))).alias("log_loss"),
+                 F.avg("p_click").alias("mean_p"), F.avg(F.col("click").cast("double")).alias("rate")]
+    given, counts = _present(base, cols, *extra)
     out: dict = {"rows": int(counts["rows"]), "clicks": int(counts["clicks"] or 0),
                  "conversions": int(counts["conversions"] or 0), "ctr_auc": None, "gauc": None, "gauc_users": 0,
                  "log_loss": None, "calibration": None, "cvr_auc": None, "ctcvr_auc": None, "roc": None,
                  "deciles": None}
     if out["rows"] == 0:
         raise InputDataError("no scored rows: nothing to evaluate")
+    quantiles = quantile_cuts(base, [c for c in ("p_click", "p_ctcvr") if given.get(c)])
     if given.get("p_click"):
-        a = auc(base, "p_click", "click")
+        a = auc(base, "p_click", "click", quantiles["p_click"])
         g = gauc(base, "p_click", "click")
         out.update(ctr_auc=a["auc"], roc=a["roc"], gauc=g["gauc"], gauc_users=g["users"])
         if probability:
-            p = F.least(F.greatest(F.col("p_click"), F.lit(EPSILON)), F.lit(1 - EPSILON))
-            row = base.agg(
-                F.avg(-(F.col("click") * F.log(p) + (1 - F.col("click")) * F.log(1 - p))).alias("log_loss"),
-                F.avg("p_click").alias("mean_p"), F.avg(F.col("click").cast("double")).alias("rate"),
-            ).first()
-            out["log_loss"] = float(row["log_loss"])
-            out["calibration"] = float(row["mean_p"] / row["rate"]) if row["rate"] else None
+            out["log_loss"] = float(counts["log_loss"])
+            out["calibration"] = float(counts["mean_p"] / counts["rate"]) if counts["rate"] else None
             if deciles:
-                out["deciles"] = calibration_by_decile(base, "p_click", "click")
+                out["deciles"] = calibration_by_decile(base, "p_click", "click", quantiles["p_click"])
     if given.get("p_conversion"):
         out["cvr_auc"] = auc(base.where(F.col("click") == 1), "p_conversion", "conversion")["auc"]
     if given.get("p_ctcvr"):
-        out["ctcvr_auc"] = auc(base, "p_ctcvr", "ctcvr")["auc"]
+        out["ctcvr_auc"] = auc(base, "p_ctcvr", "ctcvr", quantiles["p_ctcvr"])["auc"]
     return out
 
 
