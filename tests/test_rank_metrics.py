@@ -95,3 +95,8 @@ def test_calibration_by_decile_one_row_per_decile(spark):
     assert [d["rows"] for d in deciles] == [1] * 10
     assert [d["mean_predicted"] for d in deciles] == pytest.approx([(i + 0.5) / 10 for i in range(10)])
     assert [d["observed"] for d in deciles] == [1.0, 0.0] * 5
+    # ranking_metrics cuts the deciles from the quantiles it takes for the AUC (every tenth of
+    # 99): on 100 distinct scores, a cut one quantile off would move a row to the next decile.
+    many = frame(spark, [(1, int(i % 3 == 0), (i + 0.5) / 100) for i in range(100)])
+    assert M.ranking_metrics(many)["deciles"] == M.calibration_by_decile(many)
+    assert [d["rows"] for d in M.calibration_by_decile(many)] == [10] * 10
