@@ -25,10 +25,11 @@ def pytest_collection_modifyitems(config, items):
 
     `make test` runs whole modules on 2 xdist workers (`--dist loadfile`); xdist queues them
     by their number of tests, most first (its default --loadscope-reorder), and this order
-    decides only among modules with as many tests. Tried and dropped, one full run each: the
-    heavy modules strictly first (--no-loadscope-reorder) took 20 min 36 s against 19 min 9 s,
-    because two heavy modules at once contend for the two cores (the distributed-training
-    set-ups took 90-130 s instead of 51-56 s).
+    decides only among modules with as many tests. Tried and dropped: the heavy modules
+    strictly first (--no-loadscope-reorder). Its one full run (20 min 36 s) is within this
+    machine's spread (19 min 9 s and 22 min 9 s with the default), but two heavy modules at once
+    visibly contended for the two cores (the distributed-training set-ups took 90-130 s instead
+    of 51-56 s).
     """
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: file order kept otherwise
 
