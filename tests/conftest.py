@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,18 +21,44 @@ REPO = Path(__file__).resolve().parent.parent
 _db_counter = itertools.count()
 
 
-def pytest_collection_modifyitems(config, items):
-    """Modules marked `heavy` first, among modules xdist would otherwise take in file order.
+def module_seconds(item) -> float:
+    """A module's time in a full run (its `heavy(seconds=N)` marker), 0 when unmarked."""
+    marker = item.get_closest_marker("heavy")
+    return float(marker.kwargs.get("seconds", 0)) if marker else 0.0
 
-    `make test` runs whole modules on 2 xdist workers (`--dist loadfile`); xdist queues them
-    by their number of tests, most first (its default --loadscope-reorder), and this order
-    decides only among modules with as many tests. Tried and dropped: the heavy modules
-    strictly first (--no-loadscope-reorder). Its one full run (20 min 36 s) is within this
-    machine's spread (19 min 9 s and 22 min 9 s with the default), but two heavy modules at once
-    visibly contended for the two cores (the distributed-training set-ups took 90-130 s instead
-    of 51-56 s).
+
+def pytest_collection_modifyitems(config, items):
+    """The longest modules first (their `heavy(seconds=N)`), then the rest by test count, most first.
+
+    `make test` runs whole modules on 2 xdist workers (`--dist loadfile`) in this order (the
+    scheduler below), and a worker takes the next module when it reaches its current one's last
+    test: the longest-first rule that leaves short modules for the end, so the two workers
+    finish close together. With xdist's own order (by number of tests) and its early hand-out
+    (a worker queued its next module two tests ahead), the one-test consistency module (4-5
+    minutes) started last, on one worker, while the other had nothing left.
     """
-    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: file order kept otherwise
+    tests = Counter(item.nodeid.split("::", 1)[0] for item in items)
+    items.sort(key=lambda item: (-module_seconds(item), -tests[item.nodeid.split("::", 1)[0]]))  # stable
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Modules in collection order (above), each handed to a worker when it reaches its last test."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class LongestFirst(LoadFileScheduling):
+        def __init__(self, config, log=None):
+            super().__init__(config, log)
+            config.option.loadscopereorder = False  # keep pytest_collection_modifyitems' order
+
+        def _reschedule(self, node):
+            # xdist hands out the next module while two tests are still pending; a worker holds its
+            # last test until it knows the next one (for fixture teardown), so 1 is when it waits.
+            if not node.shutting_down and self.workqueue and self._pending_of(self.assigned_work[node]) > 1:
+                return
+            super()._reschedule(node)
+
+    return LongestFirst(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -18,6 +18,8 @@ from azure.ai.ml.entities import Command, PipelineJob, Spark
 
 from lakerec.config import load_config
 
+pytestmark = pytest.mark.heavy(seconds=50)  # its time in a full run: the longest modules run first (conftest.py)
+
 REPO = Path(__file__).resolve().parent.parent
 AZUREML = REPO / "conf" / "azureml"
 SPARK_ENTRY = REPO / "azureml_spark_entry.py"

@@ -15,6 +15,8 @@ from lakerec.schema.fields import raw_file_name
 from lakerec.config import override
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.heavy(seconds=95)  # its time in a full run: the longest modules run first (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):

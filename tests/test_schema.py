@@ -17,6 +17,8 @@ from lakerec.schema import fields as F
 from lakerec.schema import tables as T
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.heavy(seconds=65)  # its time in a full run: the longest modules run first (conftest.py)
+
 CODES = frozenset(f.code for f in F.FIELDS)
 TABLE_NAMES = frozenset(T.TABLES)
 SCANNED = ("lakerec", "notebooks", "bench", "conf")
