@@ -217,15 +217,16 @@ def test_vocab_indices_span_partitions_without_a_global_window(spark, lake_run):
     """user_index / item_index 1..n by count desc then id, with the sorted ids over several partitions.
 
     40 users: user u has (u % 7) + 1 impressions, so counts tie often and the id breaks the
-    ties. AQE's coalescing is off here so the sort keeps its 4 partitions (on rows this few it
-    would merge them into one, and the per-partition offsets would go untested).
+    ties. Adaptive execution is off here, so the sort keeps its 4 partitions (AQE would merge
+    rows this few into one, and the per-partition offsets would go untested), and as a user may
+    have it: the offsets were once a self-join that Spark failed to resolve without AQE.
     """
     cfg, *_ = lake_run
     users = range(1, 41)
     rows = [(1_000 + u * 10 + k, u, 500 + u, 0, 0) for u in users for k in range((u % 7) + 1)]
-    saved = {k: spark.conf.get(k) for k in ("spark.sql.shuffle.partitions", "spark.sql.adaptive.coalescePartitions.enabled")}
+    saved = {k: spark.conf.get(k) for k in ("spark.sql.shuffle.partitions", "spark.sql.adaptive.enabled")}
     spark.conf.set("spark.sql.shuffle.partitions", "4")
-    spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
     try:
         spark.createDataFrame(rows, ROWS_SCHEMA).createOrReplaceTempView("kept_rows")
         filtering.run_sql(spark, cfg, "03_vocabularies.sql")

@@ -40,13 +40,13 @@ FROM (SELECT user_id,
       ORDER BY impressions DESC, user_id);
 
 -- user_shifts: per partition of user_order, what a row's _pos less gives its index - 1: the
--- partition's first _pos less the users of the partitions before it (one row per partition)
+-- partition's first _pos less the users of the partitions before it (one row per partition; a
+-- running sum, not a self-join of the checkpointed user_order, which Spark cannot resolve with
+-- spark.sql.adaptive.enabled=false)
 CREATE OR REPLACE TEMPORARY VIEW user_shifts AS
-WITH parts AS (SELECT _part, min(_pos) AS _first, count(*) AS _rows FROM user_order GROUP BY _part)
-SELECT a._part, a._first - coalesce(sum(b._rows), 0) AS _shift
-FROM parts AS a
-LEFT JOIN parts AS b ON b._part < a._part
-GROUP BY a._part, a._first;
+SELECT _part, _first - coalesce(sum(_rows) OVER (ORDER BY _part ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+       AS _shift
+FROM (SELECT _part, min(_pos) AS _first, count(*) AS _rows FROM user_order GROUP BY _part);
 
 -- user_vocab: user_index 1..U, most impressions first, ties by user_id
 -- (the shifts as one map, a scalar subquery: no join, so the plan's size estimate stays the rows')
@@ -74,11 +74,9 @@ FROM (SELECT item_id,
 
 -- item_shifts: per partition of item_order, as user_shifts
 CREATE OR REPLACE TEMPORARY VIEW item_shifts AS
-WITH parts AS (SELECT _part, min(_pos) AS _first, count(*) AS _rows FROM item_order GROUP BY _part)
-SELECT a._part, a._first - coalesce(sum(b._rows), 0) AS _shift
-FROM parts AS a
-LEFT JOIN parts AS b ON b._part < a._part
-GROUP BY a._part, a._first;
+SELECT _part, _first - coalesce(sum(_rows) OVER (ORDER BY _part ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+       AS _shift
+FROM (SELECT _part, min(_pos) AS _first, count(*) AS _rows FROM item_order GROUP BY _part);
 
 -- Kept items: item_index 1..I, most impressions first, ties by item_id; the first impression gives the item's features
 CREATE OR REPLACE TEMPORARY VIEW kept_items AS
