@@ -43,7 +43,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Modules in collection order (above), each handed to a worker when it reaches its last test."""
+    """Modules in collection order (above), each handed to a worker when it reaches its last test.
+
+    Only for `--dist loadfile` (`make test`); any other mode keeps xdist's own scheduler.
+    """
+    if config.getoption("dist") != "loadfile":
+        return None
     from xdist.scheduler import LoadFileScheduling
 
     class LongestFirst(LoadFileScheduling):
