@@ -37,15 +37,17 @@ def pytest_collection_modifyitems(config, items):
     (a worker queued its next module two tests ahead), the one-test consistency module (4-5
     minutes) started last, on one worker, while the other had nothing left.
     """
-    tests = Counter(item.nodeid.split("::", 1)[0] for item in items)
-    items.sort(key=lambda item: (-module_seconds(item), -tests[item.nodeid.split("::", 1)[0]]))  # stable
+    tests = Counter(item.path for item in items)
+    items.sort(key=lambda item: (-module_seconds(item), -tests[item.path]))  # stable: a module stays together
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """Modules in collection order (above), each handed to a worker when it reaches its last test.
 
-    Only for `--dist loadfile` (`make test`); any other mode keeps xdist's own scheduler.
+    Only for `--dist loadfile` (`make test`); any other mode keeps xdist's own scheduler. It
+    overrides internals of xdist's LoadScopeScheduling (`_reschedule`, `_pending_of`): the
+    version is pinned in requirements-dev.txt.
     """
     if config.getoption("dist") != "loadfile":
         return None

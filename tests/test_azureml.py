@@ -18,7 +18,7 @@ from azure.ai.ml.entities import Command, PipelineJob, Spark
 
 from lakerec.config import load_config
 
-pytestmark = pytest.mark.heavy(seconds=50)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=50)
 
 REPO = Path(__file__).resolve().parent.parent
 AZUREML = REPO / "conf" / "azureml"

@@ -23,7 +23,7 @@ import pytest
 from lakerec.aliccp.generator import generate
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.heavy(seconds=275)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=275)
 
 DB = "aliccp"  # the jobs' default database
 

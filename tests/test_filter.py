@@ -21,7 +21,7 @@ from lakerec.tables import table_version
 from tests.builders import contexts_from_samples, sample, write_samples, write_user_contexts
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.heavy(seconds=220)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=220)
 
 ROWS_SCHEMA = "sample_id bigint, user_id bigint, item_id bigint, click int, conversion int"
 L = 3  # history_length in these tests

@@ -21,7 +21,7 @@ from lakerec.errors import ConfigError
 from lakerec.tables import write_table, table_version
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.heavy(seconds=130)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=130)
 
 
 def test_delta_table_round_trip_and_versions(spark, cfg):

@@ -22,7 +22,7 @@ from lakerec.tables import table_version
 from tests.builders import contexts_from_samples, sample, write_ingest_tables, write_samples, write_user_contexts
 from tests.test_schema import assert_matches_registry
 
-pytestmark = pytest.mark.heavy(seconds=105)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=105)
 
 L = 3  # filter.history_length
 K = 3  # filter.item_intention_length (item and user-item intentions)

@@ -14,7 +14,7 @@ from lakerec.aliccp import reasons as R
 from lakerec.config import override
 from lakerec.errors import InputDataError
 
-pytestmark = pytest.mark.heavy(seconds=280)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=280)
 
 S, F, V = "\x01", "\x02", "\x03"
 

@@ -15,7 +15,7 @@ from lakerec.schema.fields import raw_file_name
 from lakerec.config import override
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.heavy(seconds=95)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=95)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from lakerec.tables import table_version
 from tests.conftest import REPO
 from tests.test_ingest import common, skel, write_raw
 
-pytestmark = pytest.mark.heavy(seconds=115)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=115)
 
 USERS = [common(f"a{i}", ("101", str(100 + i), "1.0")) for i in range(10)]
 IMPRESSIONS = [skel(i, i % 2, 0, f"a{i % 10}", ("205", str(4000 + i % 7), "1.0")) for i in range(1, 41)]

@@ -7,7 +7,7 @@ import pytest
 from lakerec.config import override
 from lakerec.errors import InputDataError
 
-pytestmark = pytest.mark.heavy(seconds=60)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=60)
 
 # 100K format: user \t item \t rating \t timestamp. With --split time and 20% test, the two
 # newest ratings are the test rows: user 4 is new (cold user), item 40 is new (cold item).

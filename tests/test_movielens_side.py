@@ -13,7 +13,7 @@ import pytest
 from lakerec.config import override
 from lakerec.errors import InputDataError
 
-pytestmark = pytest.mark.heavy(seconds=135)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=135)
 
 # 100K ratings; --split time with test fraction 0.25 keeps the first 6 for train. Test: user 4
 # (cold, in u.user) rates item 10; user 1 rates item 40 (cold, in u.item).

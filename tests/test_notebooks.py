@@ -26,7 +26,7 @@ import yaml
 from lakerec import metastore, notebook_runner as notebook
 from lakerec.schema.fields import FEATURE_SEP, FIELD_SEP, VALUE_SEP
 
-pytestmark = pytest.mark.heavy(seconds=420)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=420)
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"

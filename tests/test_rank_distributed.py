@@ -15,7 +15,7 @@ from lakerec.config import override
 from lakerec.schema import tables as T
 from tests.impression_fixtures import FAST_RANK, auc, write_planted_impressions
 
-pytestmark = pytest.mark.heavy(seconds=90)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=90)
 
 EPOCHS = 2
 # Same data and seed, 1 worker against 2: test CTR AUC within this distance. Not identical:

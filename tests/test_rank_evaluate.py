@@ -24,7 +24,7 @@ from lakerec.schema import fields as F
 from lakerec.schema import tables as T
 from lakerec.tables import write_table
 
-pytestmark = pytest.mark.heavy(seconds=55)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=55)
 
 TOPICS, USERS, ITEMS, COLD_ITEMS, PER_USER = 3, 24, 18, 2, 24
 BASE, SAME_TOPIC = -1.5, 2.5

@@ -18,7 +18,7 @@ from lakerec.schema import tables as T
 from tests.conftest import REPO
 from tests.impression_fixtures import FAST_RANK, auc, write_planted_impressions
 
-pytestmark = pytest.mark.heavy(seconds=100)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=100)
 
 TEST = T.TEST_IMPRESSIONS.name
 

@@ -11,7 +11,7 @@ from lakerec.config import load_config, override
 from lakerec.errors import ConfigError
 from tests.train_fixtures import passthrough_tower, planted_database, write_planted_tables
 
-pytestmark = pytest.mark.heavy(seconds=65)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=65)
 
 
 def test_validation_slice_is_seeded_disjoint_and_keeps_a_positive_per_user(spark):

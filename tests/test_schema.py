@@ -17,7 +17,7 @@ from lakerec.schema import fields as F
 from lakerec.schema import tables as T
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.heavy(seconds=65)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=65)
 
 CODES = frozenset(f.code for f in F.FIELDS)
 TABLE_NAMES = frozenset(T.TABLES)

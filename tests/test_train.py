@@ -23,7 +23,7 @@ from lakerec.schema import tables as T
 from tests.conftest import REPO
 from tests.train_fixtures import FAST_TRAIN, INTERACTIONS_SCHEMA, columns_of, passthrough_tower, planted_database
 
-pytestmark = pytest.mark.heavy(seconds=75)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=75)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from lakerec.config import override
 from lakerec.errors import ConfigError
 from tests.train_fixtures import planted_database
 
-pytestmark = pytest.mark.heavy(seconds=130)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=130)
 
 # Same data and seed, 1 worker against 2: recall@10 within this distance. Not bit-identical:
 # each of the 2 replicas scores its 128 rows against its own 128 in-batch candidates (one

@@ -23,7 +23,7 @@ from lakerec.schema import tables as T
 
 from tests.pipeline_fixtures import two_stage_lake
 
-pytestmark = pytest.mark.heavy(seconds=265)  # its time in a full run: the longest modules run first (conftest.py)
+pytestmark = pytest.mark.heavy(seconds=265)
 
 K = 10
 
