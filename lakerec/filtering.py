@@ -36,7 +36,7 @@ from lakerec.schema.fields import SPLITS
 from lakerec.spark import named_jobs
 from lakerec.sqlfiles import SQL_DIR, bind_view, run_views, view_names
 from lakerec import lake_runs
-from lakerec.tables import append_table, table_version, write_table
+from lakerec.tables import append_table, table_versions, write_table
 
 log = logging.getLogger("lakerec.filter")
 
@@ -289,11 +289,11 @@ def run(spark: SparkSession, cfg: Config) -> FilterSummary:
         try:
             result = frequency_filter(spark, cfg)
             frames, c, feature_sizes = build_tables(spark, cfg)
-            output_versions = {}
             for name in OUTPUT_TABLES:
                 with named_jobs(spark, f"filter: write {name}"):
                     write_table(frames[name], cfg.table(name), T.table(name).partitioned_by)
-                    output_versions[name] = table_version(spark, cfg.table(name))
+            found = table_versions(spark, [cfg.table(n) for n in OUTPUT_TABLES])  # read side by side, once
+            output_versions = {n: found[cfg.table(n)] for n in OUTPUT_TABLES}
         finally:
             for view in temp_views():
                 spark.catalog.dropTempView(view)

@@ -34,7 +34,7 @@ from lakerec.schema import tables as T
 from lakerec.schema.fields import SPLITS
 from lakerec.sqlfiles import run_views, view_names
 from lakerec import lake_runs
-from lakerec.tables import append_table, table_version, write_table
+from lakerec.tables import append_table, table_versions, write_table
 
 log = logging.getLogger("lakerec.impressions")
 
@@ -139,16 +139,17 @@ def run(spark: SparkSession, cfg: Config) -> ImpressionsSummary:
 def _write_and_count(spark: SparkSession, cfg: Config, started: datetime, t0: float,
                      versions: dict[str, int]) -> ImpressionsSummary:
     """The run's writes: both tables, their counts checked against samples, the impressions_runs rows."""
-    output_versions = {}
+    names = {split: cfg.table(T.IMPRESSIONS_OF[split].name) for split in SPLITS}
     try:
         for split in SPLITS:
-            table = T.IMPRESSIONS_OF[split]
-            write_table(build_split(spark, cfg, split), cfg.table(table.name), table.partitioned_by)
-            output_versions[split] = table_version(spark, cfg.table(table.name))
-            log.info("wrote %s (version %d)", cfg.table(table.name), output_versions[split])
+            write_table(build_split(spark, cfg, split), names[split], T.IMPRESSIONS_OF[split].partitioned_by)
     finally:
         for view in temp_views():
             spark.catalog.dropTempView(view)
+    found = table_versions(spark, list(names.values()))  # read side by side, once
+    output_versions = {split: found[name] for split, name in names.items()}
+    for split, name in names.items():
+        log.info("wrote %s (version %d)", name, output_versions[split])
 
     counts = read_counts(spark, cfg)
     splits = []
