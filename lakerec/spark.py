@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lakerec.config import Config
 from lakerec.errors import SetupError
-from lakerec import jars, metastore, scratch
+from lakerec import class_archive, jars, metastore, scratch
 
 log = logging.getLogger("lakerec.spark")
 
@@ -33,17 +33,24 @@ log = logging.getLogger("lakerec.spark")
 LOG4J2_CONFIG = Path(__file__).resolve().parent / "conf" / "log4j2.properties"
 
 
-def _java_options(lake: Path, local_dir: Path) -> str:
-    """The driver JVM's options: Derby's home in the lake, scratch files, and LakeRec's log4j2 file.
+def _java_options(lake: Path, local_dir: Path, archive: Path) -> str:
+    """The driver JVM's options: Derby's home in the lake, scratch files, LakeRec's log4j2 file,
+    and the class archive (lakerec.class_archive) when setup built one.
 
     Quoted: Spark splits these options like a shell, and a lake path may hold spaces.
     """
     quiet = "warn" if os.environ.get("LAKEREC_VERBOSE") == "1" else "error"
     return (f'-Dderby.system.home="{lake}" -Djava.io.tmpdir="{local_dir}" '
-            f'-Dlog4j2.configurationFile="{LOG4J2_CONFIG.as_uri()}" -Dlakerec.quiet={quiet}')
+            f'-Dlog4j2.configurationFile="{LOG4J2_CONFIG.as_uri()}" -Dlakerec.quiet={quiet} '
+            + class_archive.java_options(archive))
 
 
-def _check_java() -> None:
+def java_version() -> tuple[str, str]:
+    """The java executable Spark will start (JAVA_HOME's, else the PATH's) and its `java -version` text.
+
+    Raises:
+        SetupError: no Java, or not Java 17 (or 11).
+    """
     java = Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else None
     exe = str(java) if java and java.exists() else shutil.which("java")
     if not exe:
@@ -55,6 +62,13 @@ def _check_java() -> None:
     if '"17.' not in out and '"11.' not in out:
         first = out.splitlines()[0] if out else "unknown"
         raise SetupError(f"Spark 3.5 needs Java 17 (or 11); found {first}. Set JAVA_HOME to a Java 17.")
+    return exe, out
+
+
+def driver_class_path() -> list[Path]:
+    """What a local session puts on the driver JVM's class path besides pyspark's jars: Delta's
+    jars, and the Derby client the local catalog's DataNucleus loads."""
+    return [*jars.delta_jars(), jars.derby_client_jar()]
 
 
 def metastore_dir(lake: Path) -> Path:
@@ -152,13 +166,17 @@ def get_spark(cfg: Config):
         active.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
         return active
 
-    _check_java()
+    java = java_version()
     check_lake(cfg)
     lake.mkdir(parents=True, exist_ok=True)
     scratch.sweep(lake)  # what killed sessions left behind
     local_dir = scratch.process_dir(lake)
     jar_paths = jars.delta_jars()
     server = metastore.ensure(lake) if sc.local_metastore else None
+    # On the JVM's own class path too, where every thread finds them: the metastore's
+    # DataNucleus loads the Derby client driver there, and the SQL endpoint's connection
+    # threads (lakerec.sql_endpoint) resolve the Delta catalog there.
+    class_path = driver_class_path() if server is not None else jar_paths
     cores = max(2, os.cpu_count() or 2)
     builder = (
         SparkSession.builder.master(sc.master)
@@ -188,13 +206,9 @@ def get_spark(cfg: Config):
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
         .config("spark.local.dir", str(local_dir))
-        .config("spark.driver.extraJavaOptions", _java_options(lake, local_dir))
+        .config("spark.driver.extraJavaOptions", _java_options(lake, local_dir, class_archive.path(*java, class_path)))
         .config("spark.lakerec.lake", str(lake))
     )
-    # On the JVM's own class path too, where every thread finds them: the metastore's
-    # DataNucleus loads the Derby client driver there, and the SQL endpoint's connection
-    # threads (lakerec.sql_endpoint) resolve the Delta catalog there.
-    class_path = [*jar_paths, *([jars.derby_client_jar()] if server is not None else [])]
     builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(str(p) for p in class_path))
     if server is not None:
         builder = (
