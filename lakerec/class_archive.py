@@ -32,7 +32,7 @@ _QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # an unusable archive is skipped
 
 
 def folder() -> Path:
-    return jars._root().parent / "class_archives"
+    return jars.cache_root().parent / "class_archives"
 
 
 def path(java: str, java_version: str, class_path: list[Path]) -> Path:

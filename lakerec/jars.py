@@ -45,12 +45,13 @@ def derby_version() -> str:
     return derby_jar().name[len("derby-"):-len(".jar")]
 
 
-def _root() -> Path:
+def cache_root() -> Path:
+    """The jars cache (LAKEREC_JARS_DIR, else ~/.cache/lakerec/jars); lakerec.class_archive keeps its archives beside it."""
     return Path(os.environ.get("LAKEREC_JARS_DIR") or Path.home() / ".cache" / "lakerec" / "jars")
 
 
 def cache_dir() -> Path:
-    return _root() / f"delta-{delta_version()}"
+    return cache_root() / f"delta-{delta_version()}"
 
 
 def _artifacts() -> list[tuple[str, str, str]]:
@@ -132,7 +133,7 @@ def derby_network_jars(fetch: bool = True) -> list[Path]:
     Raises:
         SetupError: the jars are not cached and neither Ivy nor Maven could fetch them.
     """
-    return _cached("Derby network", _root() / f"derby-{derby_version()}", _derby_artifacts(), fetch)
+    return _cached("Derby network", cache_root() / f"derby-{derby_version()}", _derby_artifacts(), fetch)
 
 
 def derby_client_jar(fetch: bool = True) -> Path:
