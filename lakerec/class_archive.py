@@ -12,11 +12,16 @@ An archive belongs to one Java build and one class path, so its file name carrie
 both: after a Java, pyspark or Delta upgrade there is simply no archive for the new ones until
 this is run again, and a session without one starts as before. A new archive is tried by a
 separate JVM before it is put in place (a truncated one would crash the JVM that maps it).
+
+A JVM started with a class-transforming Java agent or a flight recording crashes as it maps the
+archive (Java 17.0.15: `KlassFactory::check_shared_class_file_load_hook`), so a driver whose
+options start one (SPARK_SUBMIT_OPTS, JAVA_TOOL_OPTIONS, ...) starts without the archive.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -29,6 +34,11 @@ from lakerec import jars
 # While set (the child process of build()), sessions dump their classes here at exit instead of mapping an archive.
 DUMP_TO: Path | None = None
 _QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # an unusable archive is skipped without a word on stdout
+# Options that hook class loading (an agent, a recording started with the JVM), and where a driver's JVM finds options.
+_HOOKS = ("-javaagent:", "-agentlib:", "-agentpath:", "-XX:StartFlightRecording")
+OPTION_VARIABLES = ("SPARK_SUBMIT_OPTS", "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS", "PYSPARK_SUBMIT_ARGS")
+
+log = logging.getLogger("lakerec.class_archive")
 
 
 def folder() -> Path:
@@ -46,11 +56,23 @@ def path(java: str, java_version: str, class_path: list[Path]) -> Path:
     return folder() / f"spark-{digest.hexdigest()[:16]}.jsa"
 
 
+def hooked_by() -> str | None:
+    """The environment variable whose JVM options hook class loading (a Java agent, a flight recording), if any."""
+    return next((v for v in OPTION_VARIABLES if any(h in os.environ.get(v, "") for h in _HOOKS)), None)
+
+
 def java_options(archive: Path) -> str:
     """The driver JVM's options: dump the classes (while building), map the archive (when there is one), or none."""
     if DUMP_TO is not None:
         return f'-XX:ArchiveClassesAtExit="{DUMP_TO}"'
-    return f'-XX:SharedArchiveFile="{archive}" {_QUIET}' if archive.is_file() else ""
+    if not archive.is_file():
+        return ""
+    hook = hooked_by()
+    if hook:
+        log.info("starting Spark without the class archive: %s starts a Java agent or a flight recording, "
+                 "and the JVM crashes mapping an archive under one", hook)
+        return ""
+    return f'-XX:SharedArchiveFile="{archive}" {_QUIET}'
 
 
 # What the child runs: the operations every job does (a Delta table created, overwritten by a
