@@ -85,6 +85,8 @@ def nb_lake(tmp_path_factory):
     conf.update(lake=str(lake), database=DATABASE, raw=str(raw))
     conf["spark"].update(master="local[2]", shuffle_partitions=2, driver_memory="2g")
     conf["train"].update(epochs=1, batch_size=512, embedding_dim=16, eval_batch_size=1024, monitor_rows=512)
+    # No Spark ALS in 02's table (15 iterations of rank 64): tests/test_train.py tests that baseline.
+    conf.setdefault("evaluate", {})["als"] = False
     # A tiny ranker (its epochs, batch, baselines and candidates come as the notebook's parameters).
     conf["rank"].update(embedding_dim=4, deep_layers=[16], cross_layers=1, validation_rows=2000,
                         shuffle_buffer=2000, eval_batch_size=4096,
